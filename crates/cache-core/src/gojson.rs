@@ -1,0 +1,332 @@
+//! Go `encoding/json` compatibility: the writer BuildKit's digests depend on, and Go's time format.
+//!
+//! BuildKit writes every cache document with `json.Marshal`: compact, no trailing newline, struct
+//! keys in declaration order (our structs declare them in the same order), map keys sorted by
+//! bytes (`BTreeMap<String, _>` does the same), `<`, `>`, `&`, U+2028 and U+2029 escaped as
+//! `\u003c`-style sequences, and `time.Time` as RFC 3339 with trailing fraction zeros dropped.
+
+use std::fmt;
+use std::io;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+/// Serialise `value` exactly as Go's `json.Marshal` would.
+pub fn to_go_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoFormatter);
+    value.serialize(&mut ser).map_err(|source| Error::Json {
+        what: "document being written".into(),
+        source,
+    })?;
+    Ok(out)
+}
+
+/// A `serde_json` formatter that adds Go's HTML-safe escapes to the compact format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GoFormatter;
+
+impl serde_json::ser::Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            let esc: &[u8] = match c {
+                '<' => b"\\u003c",
+                '>' => b"\\u003e",
+                '&' => b"\\u0026",
+                '\u{2028}' => b"\\u2028",
+                '\u{2029}' => b"\\u2029",
+                _ => continue,
+            };
+            w.write_all(&fragment.as_bytes()[start..i])?;
+            w.write_all(esc)?;
+            start = i + c.len_utf8();
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// A point in time as Go's `time.Time` serialises it, keeping the original UTC offset.
+///
+/// Parsing then formatting gives back the same text for anything Go wrote (fraction without
+/// trailing zeros, `Z` for a zero offset), which keeps config digests stable.
+///
+/// ```
+/// use bkcache_core::GoTime;
+/// let t: GoTime = "2022-03-13T08:13:28.292012780+01:00".parse().unwrap();
+/// assert_eq!(t.to_string(), "2022-03-13T08:13:28.29201278+01:00");
+/// assert_eq!(t.to_utc().to_string(), "2022-03-13T07:13:28.29201278Z");
+/// assert!(GoTime::ZERO.is_zero());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GoTime {
+    /// Seconds since the Unix epoch (UTC).
+    secs: i64,
+    nanos: u32,
+    /// Offset east of UTC, in seconds.
+    offset: i32,
+}
+
+const ZERO_SECS: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
+
+impl GoTime {
+    /// Go's zero time, `0001-01-01T00:00:00Z`.
+    pub const ZERO: GoTime = GoTime {
+        secs: ZERO_SECS,
+        nanos: 0,
+        offset: 0,
+    };
+
+    /// From Unix seconds and nanoseconds, in UTC.
+    pub fn from_unix(secs: i64, nanos: u32) -> Self {
+        GoTime { secs, nanos, offset: 0 }
+    }
+
+    /// The current time, in UTC.
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self::from_unix(d.as_secs() as i64, d.subsec_nanos())
+    }
+
+    /// Whether this is Go's zero time.
+    pub fn is_zero(&self) -> bool {
+        self.secs == ZERO_SECS && self.nanos == 0
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix_secs(&self) -> i64 {
+        self.secs
+    }
+
+    /// Nanoseconds since the Unix epoch (for ordering).
+    pub fn unix_nanos(&self) -> i128 {
+        self.secs as i128 * 1_000_000_000 + self.nanos as i128
+    }
+
+    /// The same instant written in UTC.
+    pub fn to_utc(self) -> Self {
+        GoTime { offset: 0, ..self }
+    }
+
+    fn parse_str(s: &str) -> Option<GoTime> {
+        let b = s.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let part = b.get(r)?;
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(part).ok()?.parse().ok()
+        };
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 59 {
+            return None;
+        }
+        let mut i = 19;
+        let mut nanos = 0u32;
+        if b[i] == b'.' || b[i] == b',' {
+            let start = i + 1;
+            let mut end = start;
+            while end < b.len() && b[end].is_ascii_digit() {
+                end += 1;
+            }
+            let digits = end - start;
+            if digits == 0 || digits > 9 {
+                return None;
+            }
+            nanos = num(start..end)? as u32 * 10u32.pow((9 - digits) as u32);
+            i = end;
+        }
+        let offset = match b.get(i)? {
+            b'Z' | b'z' if i + 1 == b.len() => 0,
+            c @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+                let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+                if h > 23 || m > 59 {
+                    return None;
+                }
+                let o = (h * 3600 + m * 60) as i32;
+                if *c == b'-' {
+                    -o
+                } else {
+                    o
+                }
+            }
+            _ => return None,
+        };
+        let local = days_from_civil(year, month, day) * 86400 + hour * 3600 + min * 60 + sec;
+        Some(GoTime {
+            secs: local - offset as i64,
+            nanos,
+            offset,
+        })
+    }
+}
+
+impl std::str::FromStr for GoTime {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        GoTime::parse_str(s).ok_or_else(|| Error::InvalidTime {
+            value: s.chars().take(64).collect(),
+        })
+    }
+}
+
+impl fmt::Display for GoTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let local = self.secs + self.offset as i64;
+        let (days, rem) = (local.div_euclid(86400), local.rem_euclid(86400));
+        let (y, m, d) = civil_from_days(days);
+        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)?;
+        if self.nanos != 0 {
+            let frac = format!("{:09}", self.nanos);
+            write!(f, ".{}", frac.trim_end_matches('0'))?;
+        }
+        if self.offset == 0 {
+            f.write_str("Z")
+        } else {
+            let sign = if self.offset < 0 { '-' } else { '+' };
+            let o = self.offset.abs();
+            write!(f, "{sign}{:02}:{:02}", o / 3600, o / 60 % 60)
+        }
+    }
+}
+
+impl fmt::Debug for GoTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GoTime({self})")
+    }
+}
+
+impl Default for GoTime {
+    fn default() -> Self {
+        GoTime::ZERO
+    }
+}
+
+impl PartialOrd for GoTime {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for GoTime {
+    /// Orders by instant; equal instants with different offsets order by offset, so `Ord`
+    /// agrees with `Eq`.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.secs, self.nanos, self.offset).cmp(&(other.secs, other.nanos, other.offset))
+    }
+}
+
+impl Serialize for GoTime {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for GoTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(input: &str, expected: &str) {
+        let t: GoTime = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert_eq!(t.to_string(), expected, "{input}");
+    }
+
+    #[test]
+    fn go_time_format() {
+        round_trip("2026-11-23T14:28:19.11218679Z", "2026-11-23T14:28:19.11218679Z");
+        round_trip("2026-11-23T14:28:19.112186790Z", "2026-11-23T14:28:19.11218679Z");
+        round_trip("2024-01-02T03:04:05.5Z", "2024-01-02T03:04:05.5Z");
+        round_trip("2024-01-02T03:04:05.000Z", "2024-01-02T03:04:05Z");
+        round_trip("2022-03-13T08:13:28.237041716+01:00", "2022-03-13T08:13:28.237041716+01:00");
+        round_trip("2022-03-13T08:13:28-05:30", "2022-03-13T08:13:28-05:30");
+        round_trip("2022-03-13T08:13:28+00:00", "2022-03-13T08:13:28Z");
+        round_trip("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z");
+        round_trip("2000-02-29T23:59:59Z", "2000-02-29T23:59:59Z");
+    }
+
+    #[test]
+    fn go_time_rejects() {
+        for bad in [
+            "",
+            "2024-01-02",
+            "2024-01-02T03:04:05",
+            "2024-13-02T03:04:05Z",
+            "2023-02-29T03:04:05Z",
+            "2024-01-02T03:04:05.Z",
+            "2024-01-02T03:04:05.1234567891Z",
+            "2024-01-02T03:04:05+0100",
+            "2024-01-02T03:04:05Zjunk",
+        ] {
+            assert!(bad.parse::<GoTime>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn go_time_order_and_utc() {
+        let a: GoTime = "2022-03-13T08:13:28+01:00".parse().unwrap();
+        let b: GoTime = "2022-03-13T07:13:29Z".parse().unwrap();
+        assert!(a < b);
+        assert_eq!(a.to_utc().to_string(), "2022-03-13T07:13:28Z");
+        assert_eq!(GoTime::ZERO.to_string(), "0001-01-01T00:00:00Z");
+        assert_eq!(GoTime::from_unix(0, 0).to_string(), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn go_escaping() {
+        let s = to_go_json(&"a<b>&c\u{2028}\u{2029}\"\n\u{1}é").unwrap();
+        assert_eq!(
+            String::from_utf8(s).unwrap(),
+            r#""a\u003cb\u003e\u0026c\u2028\u2029\"\n\u0001é""#
+        );
+    }
+}

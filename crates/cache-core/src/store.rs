@@ -1,0 +1,308 @@
+//! The backend store trait, blob streams and the verifying stream adapter.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+
+use crate::cache::{AbstractCache, Warnings};
+use crate::descriptor::Descriptor;
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+use crate::gojson::GoTime;
+use crate::manifest::{encode_manifest, EncodedManifest, Wrapper};
+use crate::spec::ExportOptions;
+
+/// A blob's bytes, as a stream of chunks.
+pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// How a loaded cache was encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheFormat {
+    /// Manifest family with this wrapper (local, registry).
+    Manifest(#[serde(skip)] Wrapper),
+    /// Annotated cache config (gha, s3, azblob).
+    AnnotatedConfig,
+    /// Records inside an image config (inline).
+    Inline,
+}
+
+impl CacheFormat {
+    /// A short name for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CacheFormat::Manifest(w) => w.name(),
+            CacheFormat::AnnotatedConfig => "annotated-config",
+            CacheFormat::Inline => "inline",
+        }
+    }
+}
+
+/// A cache as a store loaded it.
+#[derive(Debug, Clone)]
+pub struct LoadedCache {
+    /// The cache.
+    pub cache: AbstractCache,
+    /// Its encoding.
+    pub format: CacheFormat,
+    /// The top-level document (manifest/index; for the annotated family, the config itself).
+    pub manifest: Descriptor,
+    /// The cache config blob (manifest family; for the annotated family, same as `manifest`).
+    pub config: Option<Descriptor>,
+    /// Import warnings (skipped results, compatibility notes).
+    pub warnings: Warnings,
+}
+
+/// One blob in a store's listing (for prune and scan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobEntry {
+    /// The blob.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// When it was last written or touched, if the store knows.
+    pub modified: Option<GoTime>,
+}
+
+/// What a commit wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// The top-level descriptor written (manifest, index, or annotated config).
+    pub manifest: Option<Descriptor>,
+    /// Whether the export was skipped (e.g. BuildKit skips empty registry/local exports).
+    pub skipped: bool,
+    /// Warnings.
+    pub warnings: Warnings,
+}
+
+/// A place a cache lives: a local directory, a registry ref, a bucket prefix, …
+///
+/// Implementations must not make a blob visible unless its digest and size matched (they get
+/// a [`VerifiedStream`], which ends with an error instead of `None` on mismatch: abort then),
+/// and must write the manifest only in [`CacheStore::commit`], after every blob.
+#[async_trait]
+pub trait CacheStore: Send + Sync + fmt::Debug {
+    /// A human description of the location, free of secrets.
+    fn location(&self) -> String;
+
+    /// Load the cache here; `Ok(None)` when there is none.
+    async fn load(&self) -> Result<Option<LoadedCache>>;
+
+    /// The size of a blob, or `None` when it is absent.
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Open a blob for reading from `offset`.
+    async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream>;
+
+    /// Write a blob. The store must not make it visible if the stream yields an error.
+    async fn put_blob(&self, desc: &Descriptor, data: VerifiedStream) -> Result<()>;
+
+    /// Write the cache's manifest (and config), after every layer blob is in place.
+    async fn commit(&self, cache: &AbstractCache, options: &ExportOptions) -> Result<Committed>;
+
+    /// List blobs (for prune). Default: not supported.
+    async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
+        Err(Error::Unsupported {
+            location: self.location(),
+            operation: "listing blobs".into(),
+        })
+    }
+
+    /// Delete a blob (for prune). Default: not supported.
+    async fn delete_blob(&self, _digest: &Digest) -> Result<()> {
+        Err(Error::Unsupported {
+            location: self.location(),
+            operation: "deleting blobs".into(),
+        })
+    }
+}
+
+/// A callback told how many bytes just went through.
+pub type ByteCounter = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// A stream that hashes what passes through and ends with [`Error::DigestMismatch`] instead of
+/// `None` when the bytes do not match the expected digest and size. Too many bytes fail at once.
+pub struct VerifiedStream {
+    inner: BlobStream,
+    digest: Digest,
+    size: u64,
+    hasher: Option<Hasher>,
+    counter: Option<ByteCounter>,
+}
+
+impl VerifiedStream {
+    /// Verify `inner` against `expected`.
+    pub fn new(expected: &Descriptor, inner: BlobStream) -> Self {
+        VerifiedStream {
+            inner,
+            digest: expected.digest.clone(),
+            size: expected.size,
+            hasher: Some(Hasher::new()),
+            counter: None,
+        }
+    }
+
+    /// A stream over in-memory bytes (manifests, configs); its descriptor is computed here.
+    pub fn from_bytes(desc: &Descriptor, bytes: Bytes) -> Self {
+        Self::new(desc, Box::pin(futures::stream::iter([Ok(bytes)])))
+    }
+
+    /// Report bytes as they pass.
+    pub fn with_counter(mut self, counter: ByteCounter) -> Self {
+        self.counter = Some(counter);
+        self
+    }
+
+    /// The expected digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The expected size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Read everything into memory, verified, refusing more than `limit` bytes. For small
+    /// documents (manifests, configs) only.
+    pub async fn read_to_vec(mut self, limit: u64, what: &str) -> Result<Vec<u8>> {
+        if self.size > limit {
+            return Err(Error::TooLarge {
+                what: what.to_owned(),
+                size: self.size,
+                limit,
+            });
+        }
+        let mut out = Vec::with_capacity(self.size as usize);
+        while let Some(chunk) = self.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    /// Read and discard everything, verified; returns the byte count.
+    pub async fn drain(mut self) -> Result<u64> {
+        let mut n = 0;
+        while let Some(chunk) = self.next().await {
+            n += chunk?.len() as u64;
+        }
+        Ok(n)
+    }
+}
+
+impl fmt::Debug for VerifiedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedStream")
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for VerifiedStream {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(hasher) = this.hasher.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                hasher.update(&chunk);
+                if hasher.len() > this.size {
+                    let actual_size = hasher.len();
+                    this.hasher = None;
+                    return Poll::Ready(Some(Err(Error::DigestMismatch {
+                        digest: this.digest.clone(),
+                        expected_size: this.size,
+                        actual: "(stopped early: longer than expected)".into(),
+                        actual_size,
+                    })));
+                }
+                if let Some(c) = &this.counter {
+                    c(chunk.len() as u64);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.hasher = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                let (digest, len) = this.hasher.take().map(Hasher::finish).unwrap_or_else(|| Hasher::new().finish());
+                if digest == this.digest && len == this.size {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Err(Error::DigestMismatch {
+                        digest: this.digest.clone(),
+                        expected_size: this.size,
+                        actual: digest.to_string(),
+                        actual_size: len,
+                    })))
+                }
+            }
+        }
+    }
+}
+
+/// Read a small blob (manifest, config) from a store, verified against `desc`.
+pub async fn read_small_blob(store: &dyn CacheStore, desc: &Descriptor, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let stream = store.open_blob(desc, 0).await?;
+    VerifiedStream::new(desc, stream).read_to_vec(limit, what).await
+}
+
+/// For manifest-family stores: encode the cache with the options' wrapper and write the config
+/// blob, then the manifest blob (each only if absent). The store then points its tag at
+/// [`EncodedManifest::manifest`].
+pub async fn write_manifest_blobs(
+    store: &dyn CacheStore,
+    cache: &AbstractCache,
+    options: &ExportOptions,
+) -> Result<EncodedManifest> {
+    let encoded = encode_manifest(cache, options.wrapper(), options.oci_mediatypes)?;
+    for (desc, bytes) in [
+        (&encoded.config, &encoded.config_bytes),
+        (&encoded.manifest, &encoded.manifest_bytes),
+    ] {
+        if store.blob_size(&desc.digest).await? != Some(desc.size) {
+            store
+                .put_blob(desc, VerifiedStream::from_bytes(desc, Bytes::copy_from_slice(bytes)))
+                .await?;
+        }
+    }
+    Ok(encoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media_type::MediaType;
+
+    fn stream_of(parts: &[&'static [u8]]) -> BlobStream {
+        Box::pin(futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>()))
+    }
+
+    async fn run(desc: &Descriptor, parts: &[&'static [u8]]) -> Result<u64> {
+        VerifiedStream::new(desc, stream_of(parts)).drain().await
+    }
+
+    #[tokio::test]
+    async fn verified_stream_checks_digest_and_size() {
+        let desc = Descriptor::of_bytes(MediaType::OciLayer, b"hello world");
+        assert_eq!(run(&desc, &[b"hello ", b"world"]).await.unwrap(), 11);
+        let e = run(&desc, &[b"hello", b"WORLD!"]).await.unwrap_err();
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+        let e = run(&desc, &[b"hello ", b"worlx"]).await.unwrap_err().to_string();
+        assert!(e.contains("corrupt") && e.contains(desc.digest.as_str()), "{e}");
+        let e = run(&desc, &[b"hello"]).await.unwrap_err().to_string();
+        assert!(e.contains("got 5 bytes"), "{e}");
+    }
+}

@@ -1,0 +1,388 @@
+//! The copy engine: import from N sources, merge, apply the mode, transfer only the missing
+//! blobs with bounded parallelism (verifying every digest while streaming), commit last.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::cache::{AbstractCache, Mode};
+use crate::descriptor::Descriptor;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::spec::{ExportOptions, LayerCompression};
+use crate::store::{ByteCounter, CacheStore, LoadedCache, VerifiedStream};
+
+/// Something that happened during a copy, for progress display. Library users may ignore them.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A warning (also collected in the report).
+    Warning(String),
+    /// A source was loaded.
+    SourceLoaded {
+        /// Source label.
+        source: String,
+        /// Records in it.
+        records: usize,
+        /// Layer blobs in it.
+        layers: usize,
+    },
+    /// A target's plan is known.
+    TargetPlanned {
+        /// Target label.
+        target: String,
+        /// Blobs to transfer.
+        blobs: usize,
+        /// Bytes to transfer.
+        bytes: u64,
+        /// Blobs already present.
+        present: usize,
+    },
+    /// Bytes went through.
+    Bytes(u64),
+    /// A blob finished.
+    BlobDone {
+        /// Target label.
+        target: String,
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// A target's manifest was committed.
+    Committed {
+        /// Target label.
+        target: String,
+        /// What was written.
+        manifest: Option<Descriptor>,
+    },
+}
+
+/// Receives [`Event`]s.
+pub trait Progress: Send + Sync {
+    /// Called for each event, from the copying task.
+    fn event(&self, event: Event);
+}
+
+/// Ignores every event.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn event(&self, _event: Event) {}
+}
+
+/// A cache to import.
+#[derive(Debug)]
+pub struct Source {
+    /// Label for messages (the spec, secrets redacted).
+    pub label: String,
+    /// The store.
+    pub store: Box<dyn CacheStore>,
+}
+
+/// A cache to export.
+#[derive(Debug)]
+pub struct Target {
+    /// Label for messages.
+    pub label: String,
+    /// The store.
+    pub store: Box<dyn CacheStore>,
+    /// Export options.
+    pub options: ExportOptions,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Blobs transferred (and checked) at once, per target. Default 4, as BuildKit.
+    pub parallelism: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions { parallelism: 4 }
+    }
+}
+
+/// How one target ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "message", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Manifest written.
+    Committed,
+    /// Nothing written, on purpose (e.g. empty cache on a manifest-family backend).
+    Skipped(String),
+    /// Failed; nothing new is referenced at the target.
+    Failed(String),
+    /// Failed, but `ignore-error=true` made it a warning.
+    IgnoredError(String),
+}
+
+/// The result for one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// Target label.
+    pub target: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The manifest written.
+    pub manifest: Option<Descriptor>,
+    /// Blobs transferred.
+    pub blobs_copied: usize,
+    /// Blobs that were already there.
+    pub blobs_present: usize,
+    /// Bytes transferred.
+    pub bytes_copied: u64,
+    /// Records in the exported cache.
+    pub records: usize,
+    /// Layer blobs in the exported cache.
+    pub layers: usize,
+}
+
+/// The result of a copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyReport {
+    /// Sources that loaded.
+    pub sources_loaded: usize,
+    /// Per-target results, in the order given.
+    pub targets: Vec<TargetReport>,
+    /// Every warning.
+    pub warnings: Vec<String>,
+}
+
+impl CopyReport {
+    /// Whether any target failed (not counting ignored errors).
+    pub fn failed(&self) -> bool {
+        self.targets.iter().any(|t| matches!(t.outcome, Outcome::Failed(_)))
+    }
+}
+
+struct Warn<'a> {
+    progress: &'a Arc<dyn Progress>,
+    list: Vec<String>,
+}
+
+impl Warn<'_> {
+    fn warn(&mut self, w: String) {
+        self.progress.event(Event::Warning(w.clone()));
+        self.list.push(w);
+    }
+}
+
+struct Loaded {
+    source: usize,
+    cache: LoadedCache,
+}
+
+/// Load one source and drop results whose blobs are missing or have the wrong size.
+async fn load_source(src: &Source, parallelism: usize, sink: &mut Warn<'_>) -> Result<Option<LoadedCache>> {
+    let Some(mut loaded) = src.store.load().await? else {
+        return Ok(None);
+    };
+    for w in loaded.warnings.drain(..) {
+        sink.warn(format!("{}: {w}", src.label));
+    }
+    let store = &src.store;
+    let checks: Vec<(Digest, u64, Result<Option<u64>>)> = futures::stream::iter(loaded.cache.blobs.values())
+        .map(|d| async move { (d.digest.clone(), d.size, store.blob_size(&d.digest).await) })
+        .buffer_unordered(parallelism.max(1))
+        .collect()
+        .await;
+    let mut bad: HashMap<Digest, String> = HashMap::new();
+    for (digest, want, got) in checks {
+        match got {
+            Ok(Some(n)) if n == want => {}
+            Ok(Some(n)) => {
+                bad.insert(digest, format!("has {n} bytes, the cache says {want}"));
+            }
+            Ok(None) => {
+                bad.insert(digest, "is missing".into());
+            }
+            Err(e) => {
+                bad.insert(digest, format!("cannot be checked: {e}"));
+            }
+        }
+    }
+    for (d, why) in &bad {
+        sink.warn(format!("{}: blob {d} {why}; results that need it are skipped", src.label));
+    }
+    if !bad.is_empty() {
+        loaded.cache.drop_results_without(|d| !bad.contains_key(d));
+    }
+    Ok(Some(loaded))
+}
+
+/// Copy the merged cache of `sources` to every target.
+///
+/// A source that fails to load is a warning and the copy goes on with the rest (as BuildKit's
+/// build does); if none loads, the result is [`Error::NothingToCopy`]. A target failure is
+/// reported in its [`TargetReport`] (downgraded to a warning with `ignore-error=true`); the
+/// target's manifest is only written after all its blobs are in place.
+pub async fn copy(sources: &[Source], targets: &[Target], options: &CopyOptions, progress: Arc<dyn Progress>) -> Result<CopyReport> {
+    let mut sink = Warn {
+        progress: &progress,
+        list: Vec::new(),
+    };
+    let mut loaded = Vec::new();
+    for (i, src) in sources.iter().enumerate() {
+        match load_source(src, options.parallelism, &mut sink).await {
+            Ok(Some(cache)) => {
+                progress.event(Event::SourceLoaded {
+                    source: src.label.clone(),
+                    records: cache.cache.records.len(),
+                    layers: cache.cache.blobs.len(),
+                });
+                loaded.push(Loaded { source: i, cache });
+            }
+            Ok(None) => sink.warn(format!("{}: no cache there; skipped", src.label)),
+            Err(e) => sink.warn(format!("{}: import failed, skipped: {e}", src.label)),
+        }
+    }
+    if loaded.is_empty() {
+        return Err(Error::NothingToCopy {
+            reason: if sink.list.is_empty() {
+                "no --from was given".into()
+            } else {
+                sink.list.join("; ")
+            },
+        });
+    }
+    let sources_loaded = loaded.len();
+    let mut owner: HashMap<Digest, usize> = HashMap::new();
+    for l in &loaded {
+        for d in l.cache.cache.blobs.keys() {
+            owner.entry(d.clone()).or_insert(l.source);
+        }
+    }
+    let merged = AbstractCache::merge(loaded.into_iter().map(|l| l.cache.cache));
+
+    let mut reports = Vec::with_capacity(targets.len());
+    for target in targets {
+        let mut report = TargetReport {
+            target: target.label.clone(),
+            outcome: Outcome::Committed,
+            manifest: None,
+            blobs_copied: 0,
+            blobs_present: 0,
+            bytes_copied: 0,
+            records: 0,
+            layers: 0,
+        };
+        let result = export_one(sources, &owner, &merged, target, options, &progress, &mut report, &mut sink).await;
+        match result {
+            Ok(()) => {}
+            Err(e) if target.options.ignore_error => {
+                let msg = format!("{}: export failed (ignored, ignore-error=true): {e}", target.label);
+                sink.warn(msg);
+                report.outcome = Outcome::IgnoredError(e.to_string());
+            }
+            Err(e) => report.outcome = Outcome::Failed(e.to_string()),
+        }
+        reports.push(report);
+    }
+    Ok(CopyReport {
+        sources_loaded,
+        targets: reports,
+        warnings: sink.list,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn export_one(
+    sources: &[Source],
+    owner: &HashMap<Digest, usize>,
+    merged: &AbstractCache,
+    target: &Target,
+    options: &CopyOptions,
+    progress: &Arc<dyn Progress>,
+    report: &mut TargetReport,
+    sink: &mut Warn<'_>,
+) -> Result<()> {
+    let cache = merged.apply_mode(target.options.mode.unwrap_or(Mode::Max));
+    report.records = cache.records.len();
+    report.layers = cache.blobs.len();
+    if target.options.force_compression {
+        return Err(Error::NotImplemented {
+            feature: "force-compression (recompressing layers on copy)".into(),
+        });
+    }
+    let want = target.options.compression;
+    if want != LayerCompression::Gzip
+        && cache.blobs.values().any(|d| d.compression_name() != want.as_str())
+    {
+        sink.warn(format!(
+            "{}: compression={} applies to new blobs only; copied layers keep their compression (add force-compression=true to convert)",
+            target.label,
+            want.as_str()
+        ));
+    }
+
+    // Plan: which blobs does the target lack?
+    let store = &target.store;
+    let checks: Vec<(Descriptor, Option<u64>)> = futures::stream::iter(cache.blobs.values())
+        .map(|d| async move { store.blob_size(&d.digest).await.map(|s| (d.clone(), s)) })
+        .buffer_unordered(options.parallelism.max(1))
+        .try_collect()
+        .await?;
+    let missing: Vec<Descriptor> = checks
+        .into_iter()
+        .filter_map(|(d, size)| (size != Some(d.size)).then_some(d))
+        .collect();
+    report.blobs_present = cache.blobs.len() - missing.len();
+    let bytes: u64 = missing.iter().map(|d| d.size).sum();
+    progress.event(Event::TargetPlanned {
+        target: target.label.clone(),
+        blobs: missing.len(),
+        bytes,
+        present: report.blobs_present,
+    });
+
+    // Transfer: stream source -> verifying adapter -> target; stop at the first failure.
+    let counter: ByteCounter = {
+        let p = progress.clone();
+        Arc::new(move |n| p.event(Event::Bytes(n)))
+    };
+    futures::stream::iter(missing.iter())
+        .map(Ok::<_, Error>)
+        .try_for_each_concurrent(options.parallelism.max(1), |desc| {
+            let counter = counter.clone();
+            async move {
+            let src = owner
+                .get(&desc.digest)
+                .and_then(|&i| sources.get(i))
+                .ok_or_else(|| Error::BlobNotFound {
+                    digest: desc.digest.clone(),
+                    location: "any --from".into(),
+                })?;
+            let stream = src.store.open_blob(desc, 0).await?;
+            let verified = VerifiedStream::new(desc, stream).with_counter(counter.clone());
+            target.store.put_blob(desc, verified).await?;
+            progress.event(Event::BlobDone {
+                target: target.label.clone(),
+                digest: desc.digest.clone(),
+                size: desc.size,
+            });
+            Ok(())
+            }
+        })
+        .await?;
+    report.blobs_copied = missing.len();
+    report.bytes_copied = bytes;
+
+    let committed = target.store.commit(&cache, &target.options).await?;
+    for w in committed.warnings {
+        sink.warn(format!("{}: {w}", target.label));
+    }
+    if committed.skipped {
+        report.outcome = Outcome::Skipped("empty cache: nothing to export (BuildKit skips it too)".into());
+    }
+    report.manifest = committed.manifest.clone();
+    progress.event(Event::Committed {
+        target: target.label.clone(),
+        manifest: committed.manifest,
+    });
+    Ok(())
+}
