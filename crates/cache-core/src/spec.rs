@@ -309,6 +309,8 @@ pub struct ExportOptions {
     pub image_manifest: bool,
     /// `compression=` (default gzip for new blobs).
     pub compression: LayerCompression,
+    /// Whether `compression=` was given (BuildKit's default, gzip, is otherwise implied).
+    pub compression_explicit: bool,
     /// `compression-level=`.
     pub compression_level: Option<i32>,
     /// `force-compression=`.
@@ -324,6 +326,7 @@ impl Default for ExportOptions {
             oci_mediatypes: true,
             image_manifest: true,
             compression: LayerCompression::Gzip,
+            compression_explicit: false,
             compression_level: None,
             force_compression: false,
             ignore_error: false,
@@ -364,6 +367,7 @@ impl ExportOptions {
             None => o.image_manifest = o.oci_mediatypes,
         }
         if let Some(v) = attrs.get("compression") {
+            o.compression_explicit = true;
             o.compression = match v.as_str() {
                 "uncompressed" => LayerCompression::Uncompressed,
                 "gzip" => LayerCompression::Gzip,

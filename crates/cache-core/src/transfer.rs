@@ -11,7 +11,7 @@ use crate::cache::{AbstractCache, Mode};
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::spec::{ExportOptions, LayerCompression};
+use crate::spec::ExportOptions;
 use crate::store::{ByteCounter, CacheStore, LoadedCache, VerifiedStream};
 
 /// Something that happened during a copy, for progress display. Library users may ignore them.
@@ -304,19 +304,25 @@ async fn export_one(
     let cache = merged.apply_mode(target.options.mode.unwrap_or(Mode::Max));
     report.records = cache.records.len();
     report.layers = cache.blobs.len();
-    if target.options.force_compression {
+    let want = target.options.compression;
+    let differ: Vec<&Descriptor> = cache.blobs.values().filter(|d| d.compression_name() != want.as_str()).collect();
+    if target.options.force_compression && !differ.is_empty() {
         return Err(Error::NotImplemented {
-            feature: "force-compression (recompressing layers on copy)".into(),
+            feature: format!(
+                "force-compression={} for {} layer(s) in other compressions (e.g. {} is {}): recompression",
+                want.as_str(),
+                differ.len(),
+                differ[0].digest,
+                differ[0].compression_name()
+            ),
         });
     }
-    let want = target.options.compression;
-    if want != LayerCompression::Gzip
-        && cache.blobs.values().any(|d| d.compression_name() != want.as_str())
-    {
+    if !target.options.force_compression && target.options.compression_explicit && !differ.is_empty() {
         sink.warn(format!(
-            "{}: compression={} applies to new blobs only; copied layers keep their compression (add force-compression=true to convert)",
+            "{}: compression={} applies to new blobs only; {} copied layer(s) keep their compression (add force-compression=true to convert)",
             target.label,
-            want.as_str()
+            want.as_str(),
+            differ.len()
         ));
     }
 

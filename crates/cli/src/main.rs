@@ -1,1 +1,315 @@
-fn main() {}
+//! `bkcache`: copy, inspect and verify BuildKit build caches on every backend BuildKit knows.
+//!
+//! This binary only parses, composes and prints: formats and backends live in the library
+//! crates (`bkcache-core`, `bkcache-local`, …), composed here through a registry of factories
+//! keyed by `type=`.
+//!
+//! Exit codes: 0 done; 1 failed (I/O, server, corrupt data, a target failed); 2 bad command
+//! line or cache option; 3 `verify` found problems.
+//!
+//! ```text
+//! bkcache copy --from type=local,src=ci-cache --to type=local,dest=/tmp/copy,mode=max
+//! bkcache inspect type=local,src=/tmp/copy --json
+//! ```
+
+mod output;
+mod progress;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bkcache_core::synthetic::{generate, SyntheticSpec};
+use bkcache_core::transfer::{self, CopyOptions, Source, Target};
+use bkcache_core::{inspect, Backends, CacheSpec, Env, Error};
+use clap::{Args, Parser, Subcommand};
+
+/// Exit code: the command line or a cache option is wrong.
+const EXIT_USAGE: u8 = 2;
+/// Exit code: verify found problems.
+const EXIT_PROBLEMS: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(name = "bkcache", version, about = "Copy, inspect and verify BuildKit build caches", long_about = None)]
+struct Cli {
+    /// Print only errors (no progress, no warnings).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More logging on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Copy the merged cache of every --from to every --to (only missing blobs move).
+    Copy(CopyArgs),
+    /// Show a cache: format, manifest, config, layers, records, sizes.
+    Inspect(InspectArgs),
+    /// Check that every blob of a cache is present with the right digest and size.
+    Verify(VerifyArgs),
+    /// List the cache types and their attributes.
+    Backends(JsonArg),
+    /// Developer tools (benchmarks, tests).
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
+}
+
+#[derive(Args, Debug)]
+struct CopyArgs {
+    /// Source cache, as buildx --cache-from (e.g. type=local,src=DIR). Repeatable.
+    #[arg(long = "from", value_name = "SPEC", required = true)]
+    from: Vec<String>,
+    /// Target cache, as buildx --cache-to (e.g. type=local,dest=DIR,mode=max). Repeatable.
+    #[arg(long = "to", value_name = "SPEC", required = true)]
+    to: Vec<String>,
+    /// Blobs transferred at once per target.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallelism: u16,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct InspectArgs {
+    /// The cache, as buildx --cache-from.
+    spec: String,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// The cache, as buildx --cache-from.
+    spec: String,
+    /// Blobs read at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallelism: u16,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct JsonArg {
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum DebugCommand {
+    /// Write a synthetic cache (incompressible layers in one chain) to a target.
+    Generate {
+        /// Target, as buildx --cache-to.
+        #[arg(long = "to", value_name = "SPEC")]
+        to: String,
+        /// Number of layer blobs.
+        #[arg(long, default_value_t = 200)]
+        blobs: usize,
+        /// Total layer bytes.
+        #[arg(long, default_value_t = 1 << 30)]
+        bytes: u64,
+        /// Content seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// Every backend this binary knows, keyed by `type=`.
+fn backends() -> Backends {
+    Backends::new().with(bkcache_local::LocalFactory)
+}
+
+/// Types BuildKit knows that this build does not implement yet (for a clearer error).
+const PLANNED: &[&str] = &["registry", "inline", "gha", "s3", "azblob"];
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BKCACHE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+fn error_chain(e: &Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::Spec { .. }
+        | Error::UnknownType { .. }
+        | Error::UnknownAttribute { .. }
+        | Error::InvalidValue { .. }
+        | Error::MissingAttribute { .. }
+        | Error::InvalidCombination { .. } => EXIT_USAGE,
+        _ => 1,
+    }
+}
+
+fn parse_one(input: &str) -> Result<CacheSpec, Error> {
+    let mut specs = CacheSpec::parse(input)?;
+    match specs.len() {
+        1 => Ok(specs.remove(0)),
+        n => Err(Error::Spec {
+            input: input.into(),
+            reason: format!("expected exactly one cache, got {n}"),
+        }),
+    }
+}
+
+fn check_type(backends: &Backends, spec: &CacheSpec) -> Result<(), Error> {
+    match backends.get(&spec.kind) {
+        Ok(_) => Ok(()),
+        Err(_) if PLANNED.contains(&spec.kind.as_str()) => Err(Error::UnknownType {
+            kind: spec.kind.clone(),
+            known: format!(
+                "{} (type={} is a BuildKit cache type this build of bkcache does not support yet)",
+                backends.iter().map(|b| b.type_name()).collect::<Vec<_>>().join(", "),
+                spec.kind
+            ),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let backends = backends();
+    let env = Env::from_process();
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Copy(args) => {
+            let mut sources = Vec::new();
+            for spec in CacheSpec::parse_all(&args.from)? {
+                check_type(&backends, &spec)?;
+                let store = backends.open_source(&spec, &env)?;
+                sources.push(Source {
+                    label: spec.to_string(),
+                    store,
+                });
+            }
+            let mut targets = Vec::new();
+            for spec in CacheSpec::parse_all(&args.to)? {
+                check_type(&backends, &spec)?;
+                let t = backends.open_target(&spec, &env)?;
+                for w in &t.warnings {
+                    output::warn(quiet, &format!("{spec}: {w}"));
+                }
+                targets.push(Target {
+                    label: spec.to_string(),
+                    store: t.store,
+                    options: t.options,
+                });
+            }
+            let progress = Arc::new(progress::Bars::new(quiet));
+            let options = CopyOptions {
+                parallelism: args.parallelism as usize,
+            };
+            let report = transfer::copy(&sources, &targets, &options, progress.clone()).await?;
+            progress.finish();
+            output::copy_report(&report, args.json, quiet)?;
+            Ok(if report.failed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Inspect(args) => {
+            let spec = parse_one(&args.spec)?;
+            check_type(&backends, &spec)?;
+            let store = backends.open_source(&spec, &env)?;
+            let loaded = store.load().await?.ok_or_else(|| Error::CacheNotFound {
+                location: store.location(),
+                hint: String::new(),
+            })?;
+            let summary = inspect::summarize(&store.location(), &loaded);
+            output::summary(&summary, args.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(args) => {
+            let spec = parse_one(&args.spec)?;
+            check_type(&backends, &spec)?;
+            let store = backends.open_source(&spec, &env)?;
+            let loaded = store.load().await?.ok_or_else(|| Error::CacheNotFound {
+                location: store.location(),
+                hint: String::new(),
+            })?;
+            let report = inspect::verify(store.as_ref(), &loaded, args.parallelism as usize).await;
+            output::verify_report(&store.location(), &loaded, &report, args.json)?;
+            Ok(if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_PROBLEMS)
+            })
+        }
+        Command::Backends(args) => {
+            output::backends(&backends, args.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Debug {
+            command: DebugCommand::Generate { to, blobs, bytes, seed },
+        } => {
+            let spec = parse_one(&to)?;
+            check_type(&backends, &spec)?;
+            let t = backends.open_target(&spec, &env)?;
+            let committed = generate(
+                t.store.as_ref(),
+                &SyntheticSpec {
+                    blobs,
+                    total_bytes: bytes,
+                    seed,
+                },
+                &t.options,
+            )
+            .await?;
+            if let Some(m) = committed.manifest {
+                println!("{}", m.digest);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! The `type=local` factory and store.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bkcache_core::descriptor::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use bkcache_core::factory::{required_attr, Applies, AttributeDoc};
+use bkcache_core::manifest::{TopLevel, BUILDKIT_MAX_BLOB};
+use bkcache_core::store::{read_small_blob, write_manifest_blobs, BlobEntry, Committed};
+use bkcache_core::{
+    AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
+    Error, ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
+};
+use bytes::BytesMut;
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::error::LocalError;
+use crate::layout::{self, blob_path, io_err};
+
+/// Largest manifest or config this store reads into memory (BuildKit stops at 1 MiB; real
+/// `mode=max` configs exceed that, so we accept more and warn).
+const MAX_DOCUMENT: u64 = 256 << 20;
+const READ_CHUNK: usize = 1 << 20;
+
+const ATTRIBUTES: &[AttributeDoc] = &[
+    AttributeDoc {
+        name: "src",
+        applies: Applies::Import,
+        default: "required",
+        meaning: "cache directory to read (OCI layout)",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "dest",
+        applies: Applies::Export,
+        default: "required",
+        meaning: "cache directory to write (created if missing)",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "tag",
+        applies: Applies::Both,
+        default: "latest",
+        meaning: "org.opencontainers.image.ref.name of the index.json entry",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "digest",
+        applies: Applies::Import,
+        default: "-",
+        meaning: "import this manifest digest instead of looking up tag",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "reset",
+        applies: Applies::Export,
+        default: "false",
+        meaning: "after export, delete every blob that no tag in index.json reaches",
+        secret: false,
+    },
+];
+
+/// Factory for `type=local`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalFactory;
+
+impl BackendFactory for LocalFactory {
+    fn type_name(&self) -> &'static str {
+        "local"
+    }
+
+    fn summary(&self) -> &'static str {
+        "OCI image layout directory (BuildKit's local cache exporter/importer)"
+    }
+
+    fn family(&self) -> Family {
+        Family::Manifest
+    }
+
+    fn attributes(&self) -> &'static [AttributeDoc] {
+        ATTRIBUTES
+    }
+
+    fn open(&self, spec: &CacheSpec, direction: Direction, env: &Env) -> Result<Box<dyn CacheStore>> {
+        let dir = match direction {
+            Direction::Import => required_attr(spec, "src", direction, "local cache importer requires src=<directory>")?,
+            Direction::Export => required_attr(spec, "dest", direction, "local cache exporter requires dest=<directory>")?,
+        };
+        let mut store = LocalStore::new(env.resolve(dir));
+        if let Some(tag) = spec.get("tag") {
+            if tag.is_empty() {
+                return Err(Error::InvalidValue {
+                    attribute: "tag".into(),
+                    value: String::new(),
+                    allowed: "local cache requires either an explicit digest, the \"latest\" tag or a custom tag".into(),
+                });
+            }
+            store.tag = tag.to_owned();
+        }
+        if let Some(d) = spec.get("digest") {
+            store.digest = Some(Digest::parse(d)?);
+        }
+        if let Some(r) = spec.get("reset") {
+            store.reset = bkcache_core::spec::parse_go_bool("reset", r)?;
+        }
+        Ok(Box::new(store))
+    }
+}
+
+/// A BuildKit local cache directory.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+    tag: String,
+    digest: Option<Digest>,
+    reset: bool,
+}
+
+impl LocalStore {
+    /// A store at `root`, tag `latest`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStore {
+            root: root.into(),
+            tag: "latest".into(),
+            digest: None,
+            reset: false,
+        }
+    }
+
+    /// Use another tag.
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = tag.into();
+        self
+    }
+
+    /// Import this manifest digest (ignores the tag).
+    pub fn with_digest(mut self, digest: Digest) -> Self {
+        self.digest = Some(digest);
+        self
+    }
+
+    /// Delete unreachable blobs after each commit.
+    pub fn with_reset(mut self, reset: bool) -> Self {
+        self.reset = reset;
+        self
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(PathBuf) -> Result<T> + Send + 'static) -> Result<T> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || f(root))
+            .await
+            .map_err(|e| Error::io(self.location(), "background task", std::io::Error::other(e)))?
+    }
+
+    /// The index entry to import.
+    async fn select_entry(&self) -> Result<Option<Descriptor>> {
+        let Some(index) = self.blocking(|root| layout::read_index(&root)).await? else {
+            return Ok(None);
+        };
+        if let Some(d) = &self.digest {
+            if let Some(e) = index.manifests.iter().find(|e| &e.digest == d) {
+                return Ok(Some(e.clone()));
+            }
+            return match self.blob_size(d).await? {
+                Some(size) => Ok(Some(Descriptor::new(MediaType::default(), d.clone(), size))),
+                None => Err(Error::BlobNotFound {
+                    digest: d.clone(),
+                    location: self.location(),
+                }),
+            };
+        }
+        let by = |key: &str| {
+            index
+                .manifests
+                .iter()
+                .find(|e| e.annotations.get(key).map(String::as_str) == Some(self.tag.as_str()))
+        };
+        match by(ANNOTATION_IMAGE_NAME).or_else(|| by(ANNOTATION_REF_NAME)) {
+            Some(e) => Ok(Some(e.clone())),
+            None => {
+                let tags: Vec<&str> = index
+                    .manifests
+                    .iter()
+                    .filter_map(|e| e.annotations.get(ANNOTATION_REF_NAME).map(String::as_str))
+                    .collect();
+                Err(Error::CacheNotFound {
+                    location: self.location(),
+                    hint: format!(
+                        "; index.json has no tag {:?} (tags present: {})",
+                        self.tag,
+                        if tags.is_empty() { "none".into() } else { tags.join(", ") }
+                    ),
+                })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CacheStore for LocalStore {
+    fn location(&self) -> String {
+        match &self.digest {
+            Some(d) => format!("local:{}@{d}", self.root.display()),
+            None => format!("local:{}:{}", self.root.display(), self.tag),
+        }
+    }
+
+    async fn load(&self) -> Result<Option<LoadedCache>> {
+        let Some(mut entry) = self.select_entry().await? else {
+            return Ok(None);
+        };
+        let what = format!("manifest {} in {}", entry.digest, self.root.display());
+        let bytes = read_small_blob(self, &entry, MAX_DOCUMENT, &what).await?;
+        let top = TopLevel::detect(&bytes, &what)?;
+        let Some(cm) = top.cache_manifest() else {
+            return Err(LocalError::PlainImage {
+                path: self.root.clone(),
+                tag: self.tag.clone(),
+            }
+            .into());
+        };
+        entry.media_type = match &top {
+            TopLevel::Manifest(m) => m.media_type.clone().unwrap_or(MediaType::OciImageManifest),
+            TopLevel::Index(_) => cm.wrapper.media_type(),
+        };
+        let config_what = format!("cache config {} in {}", cm.config.digest, self.root.display());
+        let config = read_small_blob(self, &cm.config, MAX_DOCUMENT, &config_what).await?;
+        let (cache, mut warnings) = cm.decode(&config)?;
+        for (what, size) in [("cache manifest", entry.size), ("cache config", cm.config.size)] {
+            if size > BUILDKIT_MAX_BLOB {
+                warnings.push(format!(
+                    "{what} is {size} bytes: BuildKit v0.32 refuses to import more than {BUILDKIT_MAX_BLOB} bytes"
+                ));
+            }
+        }
+        entry.annotations.clear();
+        Ok(Some(LoadedCache {
+            cache,
+            format: CacheFormat::Manifest(cm.wrapper),
+            manifest: entry,
+            config: Some(cm.config),
+            warnings,
+        }))
+    }
+
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        let path = blob_path(&self.root, digest);
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path, "stat", e)),
+        }
+    }
+
+    async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
+        let path = blob_path(&self.root, &desc.digest);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::BlobNotFound {
+                    digest: desc.digest.clone(),
+                    location: self.location(),
+                })
+            }
+            Err(e) => return Err(io_err(&path, "open", e)),
+        };
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset)).await.map_err(|e| io_err(&path, "seek", e))?;
+        }
+        Ok(Box::pin(futures::stream::unfold(Some((file, path)), |state| async move {
+            let (mut file, path) = state?;
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            match file.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(buf.freeze()), Some((file, path)))),
+                Err(e) => Some((Err(io_err(&path, "read", e)), None)),
+            }
+        })))
+    }
+
+    async fn put_blob(&self, desc: &Descriptor, mut data: VerifiedStream) -> Result<()> {
+        let final_path = blob_path(&self.root, &desc.digest);
+        let ingest = self.root.join("ingest");
+        for dir in [final_path.parent().unwrap_or(&self.root), ingest.as_path()] {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| io_err(dir, "create directory", e))?;
+        }
+        let tmp = layout::temp_path(&ingest, desc.digest.hex());
+        // Removes the scratch file unless the blob was renamed into place (also on cancel).
+        let guard = TempGuard(Some(tmp.clone()));
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| io_err(&tmp, "create", e))?;
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk?;
+            file.write_all(&chunk).await.map_err(|e| io_err(&tmp, "write", e))?;
+        }
+        file.sync_all().await.map_err(|e| io_err(&tmp, "fsync", e))?;
+        drop(file);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))
+                .await
+                .map_err(|e| io_err(&tmp, "chmod", e))?;
+        }
+        tokio::fs::rename(&tmp, &final_path)
+            .await
+            .map_err(|e| io_err(&final_path, "rename into place", e))?;
+        guard.disarm();
+        let dir = final_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        self.blocking(move |_| layout::sync_dir(&dir)).await
+    }
+
+    async fn commit(&self, cache: &AbstractCache, options: &ExportOptions) -> Result<Committed> {
+        if cache.has_no_layers() {
+            return Ok(Committed {
+                manifest: None,
+                skipped: true,
+                warnings: vec!["skipping cache export for empty result (as BuildKit does)".into()],
+            });
+        }
+        let encoded = write_manifest_blobs(self, cache, options).await?;
+        let manifest = encoded.manifest.clone();
+        let tag = self.tag.clone();
+        let reset = self.reset;
+        let mut warnings = encoded.warnings;
+        let (deleted, reset_warnings) = self
+            .blocking(move |root| {
+                layout::with_index_lock(&root, || {
+                    layout::put_tag(&root, &manifest, &tag)?;
+                    if reset {
+                        layout::reset(&root)
+                    } else {
+                        Ok((0, Vec::new()))
+                    }
+                })
+            })
+            .await?;
+        warnings.extend(reset_warnings);
+        if reset {
+            tracing::info!(deleted, "reset=true removed unreachable blobs");
+        }
+        Ok(Committed {
+            manifest: Some(encoded.manifest),
+            skipped: false,
+            warnings,
+        })
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
+        let dir = self.root.join("blobs/sha256");
+        self.blocking(move |_| {
+            let mut out = Vec::new();
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(io_err(&dir, "list", e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io_err(&dir, "list", e))?;
+                let Ok(digest) = Digest::parse(&format!("sha256:{}", entry.file_name().to_string_lossy())) else {
+                    continue;
+                };
+                let meta = entry.metadata().map_err(|e| io_err(&entry.path(), "stat", e))?;
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| GoTime::from_unix(d.as_secs() as i64, d.subsec_nanos()));
+                out.push(BlobEntry {
+                    digest,
+                    size: meta.len(),
+                    modified,
+                });
+            }
+            out.sort_by(|a, b| a.digest.cmp(&b.digest));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> Result<()> {
+        let path = blob_path(&self.root, digest);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path, "delete", e)),
+        }
+    }
+}
+
+struct TempGuard(Option<PathBuf>);
+
+impl TempGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Human and JSON output. The JSON shapes are documented in the README ("JSON output") and are
+//! stable: fields may be added, never renamed or removed.
+
+use std::io::Write;
+
+use bkcache_core::inspect::{Summary, VerifyReport};
+use bkcache_core::transfer::{CopyReport, Outcome};
+use bkcache_core::{Backends, Error, LoadedCache};
+use serde::Serialize;
+
+fn print_json<T: Serialize>(value: &T) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    let result = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out));
+    match result {
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| Error::io("stdout", "write", e)),
+    }
+}
+
+/// A warning on stderr (unless quiet).
+pub fn warn(quiet: bool, msg: &str) {
+    if !quiet {
+        eprintln!("warning: {msg}");
+    }
+}
+
+/// Bytes for people: `1.5 MiB (1572864 bytes)`.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn copy_report(report: &CopyReport, json: bool, quiet: bool) -> Result<(), Error> {
+    if json {
+        return print_json(report);
+    }
+    for t in &report.targets {
+        match &t.outcome {
+            Outcome::Committed => {
+                if !quiet {
+                    println!(
+                        "{}: {} records, {} layers; copied {} blobs ({}), {} already there; manifest {}",
+                        t.target,
+                        t.records,
+                        t.layers,
+                        t.blobs_copied,
+                        human(t.bytes_copied),
+                        t.blobs_present,
+                        t.manifest.as_ref().map(|m| m.digest.to_string()).unwrap_or_default()
+                    );
+                }
+            }
+            Outcome::Skipped(why) => warn(quiet, &format!("{}: skipped: {why}", t.target)),
+            Outcome::IgnoredError(_) => {}
+            Outcome::Failed(why) => eprintln!("error: {}: export failed: {why}", t.target),
+        }
+    }
+    Ok(())
+}
+
+pub fn summary(s: &Summary, json: bool) -> Result<(), Error> {
+    if json {
+        return print_json(s);
+    }
+    println!("cache      {}", s.location);
+    println!("format     {} ({})", s.format, s.manifest.media_type);
+    println!("manifest   {} ({} bytes)", s.manifest.digest, s.manifest.size);
+    if let Some(c) = &s.config {
+        println!("config     {} ({} bytes)", c.digest, c.size);
+    }
+    println!("records    {} ({} with results)", s.records, s.results);
+    println!("layers     {} ({})", s.layers.len(), human(s.layer_bytes));
+    println!("total      {} ({} bytes)", human(s.total_bytes), s.total_bytes);
+    println!();
+    println!("{:<71}  {:>10}  {:<12}  {:<31}  MEDIA TYPE", "LAYER", "SIZE", "COMPRESSION", "CREATED");
+    for l in &s.layers {
+        println!(
+            "{:<71}  {:>10}  {:<12}  {:<31}  {}",
+            l.digest,
+            l.size,
+            l.compression,
+            l.created_at.as_deref().unwrap_or("-"),
+            l.media_type
+        );
+    }
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    location: &'a str,
+    manifest: &'a bkcache_core::Digest,
+    ok: bool,
+    #[serde(flatten)]
+    report: &'a VerifyReport,
+    warnings: &'a [String],
+}
+
+pub fn verify_report(location: &str, loaded: &LoadedCache, r: &VerifyReport, json: bool) -> Result<(), Error> {
+    if json {
+        return print_json(&VerifyJson {
+            location,
+            manifest: &loaded.manifest.digest,
+            ok: r.problems.is_empty(),
+            report: r,
+            warnings: &loaded.warnings,
+        });
+    }
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    for p in &r.problems {
+        eprintln!("problem: {}: {}", p.digest, p.problem);
+    }
+    if r.problems.is_empty() {
+        println!(
+            "{location}: ok: manifest {}, {} blobs ({}) verified",
+            loaded.manifest.digest,
+            r.blobs_checked,
+            human(r.bytes_read)
+        );
+    } else {
+        println!("{location}: {} problem(s) in {} blobs", r.problems.len(), r.blobs_checked);
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct BackendJson {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    summary: &'static str,
+    family: bkcache_core::Family,
+    attributes: Vec<bkcache_core::AttributeDoc>,
+}
+
+pub fn backends(backends: &Backends, json: bool) -> Result<(), Error> {
+    let list: Vec<BackendJson> = backends
+        .iter()
+        .map(|b| {
+            Ok(BackendJson {
+                kind: b.type_name(),
+                summary: b.summary(),
+                family: b.family(),
+                attributes: backends.attributes(b.type_name())?,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    if json {
+        return print_json(&list);
+    }
+    for b in &list {
+        println!("type={}  {}", b.kind, b.summary);
+        for a in &b.attributes {
+            let dir = match a.applies {
+                bkcache_core::factory::Applies::Import => "from",
+                bkcache_core::factory::Applies::Export => "to",
+                bkcache_core::factory::Applies::Both => "from,to",
+            };
+            println!("  {:<18} {:<8} default: {:<40} {}", a.name, dir, a.default, a.meaning);
+        }
+        println!();
+    }
+    Ok(())
+}
