@@ -1,0 +1,97 @@
+//! Helpers shared by the CLI integration tests: run the real `bkcache` binary on real files.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/buildkit-v0.32.2")
+}
+
+pub fn fixture_cache(case: &str) -> PathBuf {
+    fixtures().join(case).join("cache")
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+}
+
+pub fn bkcache(args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(args)
+        .env_remove("BKCACHE_LOG")
+        .output()
+        .expect("run bkcache");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!run.stderr.contains("panicked"), "bkcache panicked: {}", run.stderr);
+    run
+}
+
+pub fn src(dir: &Path) -> String {
+    format!("type=local,src={}", dir.display())
+}
+
+pub fn dest(dir: &Path, opts: &str) -> String {
+    if opts.is_empty() {
+        format!("type=local,dest={}", dir.display())
+    } else {
+        format!("type=local,dest={},{opts}", dir.display())
+    }
+}
+
+/// Copy a directory tree (fixtures are read-only; tests that damage a cache damage a copy).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            let mut perm = std::fs::metadata(&target).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&target, perm).unwrap();
+        }
+    }
+}
+
+/// Every file in `blobs/sha256` hashes to its name (no half-written blob is visible).
+pub fn assert_blobs_intact(root: &Path) {
+    let dir = root.join("blobs/sha256");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    for e in entries {
+        let e = e.unwrap();
+        let bytes = std::fs::read(e.path()).unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert_eq!(
+            bkcache_core::Digest::of_bytes(&bytes).hex(),
+            name,
+            "blob file {} does not match its name",
+            e.path().display()
+        );
+    }
+}
+
+pub fn blob_path(root: &Path, digest: &str) -> PathBuf {
+    root.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
+}
