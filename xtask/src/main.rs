@@ -1,1 +1,316 @@
-fn main() {}
+//! Project automation, in Rust so it runs wherever cargo does. Kept dependency-light (libc only).
+//!
+//! | command | does |
+//! |---|---|
+//! | `cargo xtask demo` | the README's main job: a real `bkcache copy` + `inspect` + `verify` on the sample cache |
+//! | `cargo xtask test` | the README's test command: dependency rules, every workspace test, the demo |
+//! | `cargo xtask ci` | what CI runs: `fmt --check`, `clippy -D warnings`, then `test` |
+//! | `cargo xtask check-deps` | fail if a backend depends on another backend, or core on a network/runtime crate |
+//! | `cargo xtask bench` | copy a generated 1 GiB / 200-blob cache, next to `cp -r`; MB/s and peak memory |
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("test") => test(),
+        Some("ci") => ci(),
+        Some("check-deps") => check_deps(),
+        Some("bench") => bench(&args[1..]),
+        _ => Err("usage: cargo xtask <demo|test|ci|check-deps|bench [--quick]>".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(cmd: &mut Command) -> Result {
+    eprintln!("$ {}", show(cmd));
+    let status = cmd.status().map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed ({status})", show(cmd)))
+    }
+}
+
+fn show(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn ci() -> Result {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    test()
+}
+
+fn test() -> Result {
+    check_deps()?;
+    // Servers for backend tests (registry, S3, Azurite, GHA) are started here as their issues
+    // land, on 127.0.0.1 free ports, exported as BKCACHE_TEST_* variables and stopped by PID.
+    // The local backend needs none.
+    run(cargo().args(["test", "--workspace"]))?;
+    demo()
+}
+
+fn bkcache_bin(release: bool) -> Result<PathBuf> {
+    let mut c = cargo();
+    c.args(["build", "-q", "-p", "bkcache"]);
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c)?;
+    Ok(target_dir().join(if release { "release" } else { "debug" }).join("bkcache"))
+}
+
+fn demo() -> Result {
+    let bin = bkcache_bin(false)?;
+    let sample = root().join("testdata/buildkit-v0.32.2/local-max/cache");
+    let out = target_dir().join("demo/cache");
+    let _ = std::fs::remove_dir_all(&out);
+    let from = format!("type=local,src={}", sample.display());
+    let to = format!("type=local,dest={},mode=max", out.display());
+    run(Command::new(&bin).args(["copy", "--from", &from, "--to", &to]))?;
+    let src = format!("type=local,src={}", out.display());
+    run(Command::new(&bin).args(["inspect", &src]))?;
+    run(Command::new(&bin).args(["verify", &src]))?;
+    eprintln!("demo: copied BuildKit's local-max sample cache to {}", out.display());
+    Ok(())
+}
+
+/// Dependency rules: a backend never depends on another backend (invariant 2); cache-core
+/// never on a network client, cloud SDK or async runtime (invariant 1).
+fn check_deps() -> Result {
+    let crates = root().join("crates");
+    let mut backends = Vec::new();
+    for entry in std::fs::read_dir(&crates).map_err(|e| e.to_string())? {
+        let dir = entry.map_err(|e| e.to_string())?.path();
+        if dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("backend-")) {
+            let toml = std::fs::read_to_string(dir.join("Cargo.toml")).map_err(|e| e.to_string())?;
+            let name = package_name(&toml).ok_or_else(|| format!("{}: no package name", dir.display()))?;
+            backends.push((dir, name, toml));
+        }
+    }
+    let mut problems = Vec::new();
+    for (dir, me, toml) in &backends {
+        for dep in dependency_names(toml) {
+            if backends.iter().any(|(_, other, _)| other != me && *other == dep) {
+                problems.push(format!("{} ({me}) depends on backend {dep}: a backend may depend only on bkcache-core", dir.display()));
+            }
+        }
+    }
+    let core = std::fs::read_to_string(crates.join("cache-core/Cargo.toml")).map_err(|e| e.to_string())?;
+    const FORBIDDEN: &[&str] = &["tokio", "reqwest", "hyper", "object_store", "async-std", "smol", "rustls", "openssl"];
+    for dep in dependency_names_in(&core, &["dependencies"]) {
+        if FORBIDDEN.contains(&dep.as_str()) || dep.starts_with("aws-") || dep.starts_with("azure") {
+            problems.push(format!("bkcache-core depends on {dep}: core knows no network, cloud or async runtime"));
+        }
+    }
+    if problems.is_empty() {
+        eprintln!("check-deps: ok ({} backends, each depends on bkcache-core only)", backends.len());
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+fn package_name(toml: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in toml.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package {
+            if let Some(v) = line.strip_prefix("name").map(str::trim).and_then(|r| r.strip_prefix('=')) {
+                return Some(v.trim().trim_matches('"').to_owned());
+            }
+        }
+    }
+    None
+}
+
+fn dependency_names(toml: &str) -> Vec<String> {
+    dependency_names_in(toml, &["dependencies", "dev-dependencies", "build-dependencies"])
+}
+
+/// Dependency keys (and `package = "…"` renames) in the given sections, target-specific ones too.
+fn dependency_names_in(toml: &str, sections: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut active = false;
+    for line in toml.lines().map(str::trim) {
+        if line.starts_with('[') {
+            let header = line.trim_matches(|c| c == '[' || c == ']');
+            let last = header.rsplit('.').next().unwrap_or(header);
+            active = sections.contains(&last) || sections.iter().any(|s| header.starts_with(&format!("{s}.")));
+            if sections.iter().any(|s| header.starts_with(&format!("{s}."))) {
+                // [dependencies.foo] form
+                if let Some(name) = header.split('.').nth(1) {
+                    out.push(name.trim_matches('"').to_owned());
+                }
+            }
+            continue;
+        }
+        if !active || line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            let key = key.trim().split('.').next().unwrap_or("").trim_matches('"').to_owned();
+            if key == "package" {
+                out.push(value.trim().trim_matches('"').to_owned());
+                continue;
+            }
+            out.push(key);
+            if let Some(i) = value.find("package") {
+                if let Some(v) = value[i..].split('"').nth(1) {
+                    out.push(v.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+struct Measured {
+    wall: Duration,
+    max_rss_kib: u64,
+}
+
+/// Run a command and measure wall time and peak RSS (`wait4` rusage).
+#[allow(unsafe_code)]
+fn measure(cmd: &mut Command) -> Result<Measured> {
+    let start = Instant::now();
+    let child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    if r != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("{} failed (wait status {status})", show(cmd)));
+    }
+    Ok(Measured {
+        wall,
+        max_rss_kib: usage.ru_maxrss as u64,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Copy a generated cache with bkcache and with `cp -r` in the same run; report MiB/s, the
+/// ratio and bkcache's peak RSS (which must stay under 64 MiB).
+fn bench(args: &[String]) -> Result {
+    let quick = args.iter().any(|a| a == "--quick");
+    let (blobs, bytes, rounds) = if quick { (50u64, 128u64 << 20, 1) } else { (200, 1u64 << 30, 3) };
+    let bin = bkcache_bin(true)?;
+    let work = target_dir().join("bench");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let src = work.join("src");
+    eprintln!("bench: generating {blobs} blobs, {} MiB ...", bytes >> 20);
+    run(Command::new(&bin).args([
+        "debug", "generate", "--to", &format!("type=local,dest={}", src.display()),
+        "--blobs", &blobs.to_string(), "--bytes", &bytes.to_string(),
+    ]))?;
+    let mib = bytes as f64 / (1u64 << 20) as f64;
+    let (mut cp, mut cp_sync, mut bk, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
+    for round in 0..rounds {
+        let out = work.join(format!("cp-{round}"));
+        let m = measure(Command::new("cp").arg("-r").arg(&src).arg(&out))?;
+        cp.push(mib / m.wall.as_secs_f64());
+        let _ = std::fs::remove_dir_all(&out);
+
+        let m = measure(Command::new("sh").arg("-c").arg(format!("cp -r '{}' '{}' && sync", src.display(), out.display())))?;
+        cp_sync.push(mib / m.wall.as_secs_f64());
+        let _ = std::fs::remove_dir_all(&out);
+
+        let out = work.join(format!("bk-{round}"));
+        let m = measure(Command::new(&bin).args([
+            "copy", "-q", "--from", &format!("type=local,src={}", src.display()),
+            "--to", &format!("type=local,dest={}", out.display()),
+        ]))?;
+        bk.push(mib / m.wall.as_secs_f64());
+        rss = rss.max(m.max_rss_kib);
+        if round + 1 == rounds {
+            run(Command::new(&bin).args(["verify", "-q", &format!("type=local,src={}", out.display())]))?;
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    let (cp, cp_sync, bk) = (median(cp), median(cp_sync), median(bk));
+    let report = format!(
+        "bkcache bench: local -> local copy of {blobs} blobs, {mib:.0} MiB (median of {rounds} rounds, warm page cache)\n\
+         | tool | MiB/s | ratio bkcache/tool |\n|---|---|---|\n\
+         | bkcache copy (verifies sha256, fsyncs each blob) | {bk:.0} | 1.00 |\n\
+         | cp -r (no verify, no fsync) | {cp:.0} | {:.2} |\n\
+         | cp -r && sync | {cp_sync:.0} | {:.2} |\n\
+         peak RSS of bkcache copy: {:.1} MiB (limit 64 MiB)\n",
+        bk / cp,
+        bk / cp_sync,
+        rss as f64 / 1024.0
+    );
+    print!("{report}");
+    std::fs::write(work.join("report.md"), &report).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&src);
+    if rss >= 64 * 1024 {
+        return Err(format!("peak RSS {} KiB is over the 64 MiB budget", rss));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_every_dependency_form() {
+        let toml = r#"
+[package]
+name = "bkcache-s3"
+[dependencies]
+bkcache-core.workspace = true
+bkcache-local = { path = "../backend-local" }
+renamed = { package = "bkcache-gha", version = "1" }
+[target.'cfg(unix)'.dependencies]
+bkcache-azblob = "0.1"
+[dev-dependencies.bkcache-registry]
+path = "../backend-registry"
+[features]
+x = []
+"#;
+        let deps = dependency_names(toml);
+        for want in ["bkcache-core", "bkcache-local", "bkcache-gha", "bkcache-azblob", "bkcache-registry"] {
+            assert!(deps.iter().any(|d| d == want), "{want} in {deps:?}");
+        }
+        assert!(!deps.iter().any(|d| d == "x"));
+        assert_eq!(package_name(toml).as_deref(), Some("bkcache-s3"));
+    }
+}

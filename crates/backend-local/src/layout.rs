@@ -134,10 +134,10 @@ pub(crate) fn reachable(root: &Path, index: &Index) -> Result<HashSet<Digest>> {
         let Ok(bytes) = fs::read(&path) else { continue };
         match TopLevel::detect(&bytes, &path.display().to_string()) {
             Ok(TopLevel::Manifest(m)) => {
-                todo.push(m.config);
-                todo.extend(m.layers);
+                todo.push(m.config.clone());
+                todo.extend(m.layers.iter().cloned());
             }
-            Ok(TopLevel::Index(i)) => todo.extend(i.manifests),
+            Ok(TopLevel::Index(i)) => todo.extend(i.manifests.iter().cloned()),
             Err(_) => {}
         }
     }

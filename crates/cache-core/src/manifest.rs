@@ -136,9 +136,9 @@ impl Index {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopLevel {
     /// An image manifest.
-    Manifest(ImageManifest),
+    Manifest(Box<ImageManifest>),
     /// An index or manifest list.
-    Index(Index),
+    Index(Box<Index>),
 }
 
 #[derive(Deserialize)]
@@ -177,9 +177,9 @@ impl TopLevel {
             }
         }
         if is_manifest {
-            Ok(TopLevel::Manifest(serde_json::from_slice(bytes).map_err(json_err)?))
+            Ok(TopLevel::Manifest(Box::new(serde_json::from_slice(bytes).map_err(json_err)?)))
         } else {
-            Ok(TopLevel::Index(serde_json::from_slice(bytes).map_err(json_err)?))
+            Ok(TopLevel::Index(Box::new(serde_json::from_slice(bytes).map_err(json_err)?)))
         }
     }
 

@@ -56,7 +56,7 @@ pub enum Event {
         /// Target label.
         target: String,
         /// What was written.
-        manifest: Option<Descriptor>,
+        manifest: Option<Box<Descriptor>>,
     },
 }
 
@@ -388,7 +388,7 @@ async fn export_one(
     report.manifest = committed.manifest.clone();
     progress.event(Event::Committed {
         target: target.label.clone(),
-        manifest: committed.manifest,
+        manifest: committed.manifest.map(Box::new),
     });
     Ok(())
 }

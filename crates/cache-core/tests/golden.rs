@@ -1,6 +1,8 @@
 //! Golden tests over real BuildKit v0.32.2 caches (`testdata/buildkit-v0.32.2`, copied from
 //! the shared fixtures): decode then encode must give back BuildKit's bytes.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use bkcache_core::annotated::{decode_annotated, encode_annotated};

@@ -1,6 +1,8 @@
 //! `kill -9` in the middle of a copy to a local directory leaves the destination either as it
 //! was (same `index.json`, every blob it names intact) or complete (verifies, expected digest).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,8 @@
 //! Damaged caches and bad input: a clear error or warning, never a panic, never a
 //! half-written destination.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

@@ -2,6 +2,8 @@
 //! byte-identical re-export with the options BuildKit was given; and local -> local round trips
 //! across the three wrappers and both modes.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,6 @@
 //! Helpers shared by the CLI integration tests: run the real `bkcache` binary on real files.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
