@@ -34,11 +34,16 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn cargo() -> Command {
@@ -87,7 +92,9 @@ fn bkcache_bin(release: bool) -> Result<PathBuf> {
         c.arg("--release");
     }
     run(&mut c)?;
-    Ok(target_dir().join(if release { "release" } else { "debug" }).join("bkcache"))
+    Ok(target_dir()
+        .join(if release { "release" } else { "debug" })
+        .join("bkcache"))
 }
 
 fn demo() -> Result {
@@ -112,7 +119,10 @@ fn check_deps() -> Result {
     let mut backends = Vec::new();
     for entry in std::fs::read_dir(&crates).map_err(|e| e.to_string())? {
         let dir = entry.map_err(|e| e.to_string())?.path();
-        if dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("backend-")) {
+        if dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("backend-"))
+        {
             let toml = std::fs::read_to_string(dir.join("Cargo.toml")).map_err(|e| e.to_string())?;
             let name = package_name(&toml).ok_or_else(|| format!("{}: no package name", dir.display()))?;
             backends.push((dir, name, toml));
@@ -122,19 +132,36 @@ fn check_deps() -> Result {
     for (dir, me, toml) in &backends {
         for dep in dependency_names(toml) {
             if backends.iter().any(|(_, other, _)| other != me && *other == dep) {
-                problems.push(format!("{} ({me}) depends on backend {dep}: a backend may depend only on bkcache-core", dir.display()));
+                problems.push(format!(
+                    "{} ({me}) depends on backend {dep}: a backend may depend only on bkcache-core",
+                    dir.display()
+                ));
             }
         }
     }
     let core = std::fs::read_to_string(crates.join("cache-core/Cargo.toml")).map_err(|e| e.to_string())?;
-    const FORBIDDEN: &[&str] = &["tokio", "reqwest", "hyper", "object_store", "async-std", "smol", "rustls", "openssl"];
+    const FORBIDDEN: &[&str] = &[
+        "tokio",
+        "reqwest",
+        "hyper",
+        "object_store",
+        "async-std",
+        "smol",
+        "rustls",
+        "openssl",
+    ];
     for dep in dependency_names_in(&core, &["dependencies"]) {
         if FORBIDDEN.contains(&dep.as_str()) || dep.starts_with("aws-") || dep.starts_with("azure") {
-            problems.push(format!("bkcache-core depends on {dep}: core knows no network, cloud or async runtime"));
+            problems.push(format!(
+                "bkcache-core depends on {dep}: core knows no network, cloud or async runtime"
+            ));
         }
     }
     if problems.is_empty() {
-        eprintln!("check-deps: ok ({} backends, each depends on bkcache-core only)", backends.len());
+        eprintln!(
+            "check-deps: ok ({} backends, each depends on bkcache-core only)",
+            backends.len()
+        );
         Ok(())
     } else {
         Err(problems.join("\n"))
@@ -147,7 +174,11 @@ fn package_name(toml: &str) -> Option<String> {
         if line.starts_with('[') {
             in_package = line == "[package]";
         } else if in_package {
-            if let Some(v) = line.strip_prefix("name").map(str::trim).and_then(|r| r.strip_prefix('=')) {
+            if let Some(v) = line
+                .strip_prefix("name")
+                .map(str::trim)
+                .and_then(|r| r.strip_prefix('='))
+            {
                 return Some(v.trim().trim_matches('"').to_owned());
             }
         }
@@ -230,7 +261,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// ratio and bkcache's peak RSS (which must stay under 64 MiB).
 fn bench(args: &[String]) -> Result {
     let quick = args.iter().any(|a| a == "--quick");
-    let (blobs, bytes, rounds) = if quick { (50u64, 128u64 << 20, 1) } else { (200, 1u64 << 30, 3) };
+    let (blobs, bytes, rounds) = if quick {
+        (50u64, 128u64 << 20, 1)
+    } else {
+        (200, 1u64 << 30, 3)
+    };
     let bin = bkcache_bin(true)?;
     let work = target_dir().join("bench");
     let _ = std::fs::remove_dir_all(&work);
@@ -238,8 +273,14 @@ fn bench(args: &[String]) -> Result {
     let src = work.join("src");
     eprintln!("bench: generating {blobs} blobs, {} MiB ...", bytes >> 20);
     run(Command::new(&bin).args([
-        "debug", "generate", "--to", &format!("type=local,dest={}", src.display()),
-        "--blobs", &blobs.to_string(), "--bytes", &bytes.to_string(),
+        "debug",
+        "generate",
+        "--to",
+        &format!("type=local,dest={}", src.display()),
+        "--blobs",
+        &blobs.to_string(),
+        "--bytes",
+        &bytes.to_string(),
     ]))?;
     let mib = bytes as f64 / (1u64 << 20) as f64;
     let (mut cp, mut cp_sync, mut bk, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
@@ -249,14 +290,22 @@ fn bench(args: &[String]) -> Result {
         cp.push(mib / m.wall.as_secs_f64());
         let _ = std::fs::remove_dir_all(&out);
 
-        let m = measure(Command::new("sh").arg("-c").arg(format!("cp -r '{}' '{}' && sync", src.display(), out.display())))?;
+        let m = measure(Command::new("sh").arg("-c").arg(format!(
+            "cp -r '{}' '{}' && sync",
+            src.display(),
+            out.display()
+        )))?;
         cp_sync.push(mib / m.wall.as_secs_f64());
         let _ = std::fs::remove_dir_all(&out);
 
         let out = work.join(format!("bk-{round}"));
         let m = measure(Command::new(&bin).args([
-            "copy", "-q", "--from", &format!("type=local,src={}", src.display()),
-            "--to", &format!("type=local,dest={}", out.display()),
+            "copy",
+            "-q",
+            "--from",
+            &format!("type=local,src={}", src.display()),
+            "--to",
+            &format!("type=local,dest={}", out.display()),
         ]))?;
         bk.push(mib / m.wall.as_secs_f64());
         rss = rss.max(m.max_rss_kib);
@@ -307,7 +356,13 @@ path = "../backend-registry"
 x = []
 "#;
         let deps = dependency_names(toml);
-        for want in ["bkcache-core", "bkcache-local", "bkcache-gha", "bkcache-azblob", "bkcache-registry"] {
+        for want in [
+            "bkcache-core",
+            "bkcache-local",
+            "bkcache-gha",
+            "bkcache-azblob",
+            "bkcache-registry",
+        ] {
             assert!(deps.iter().any(|d| d == want), "{want} in {deps:?}");
         }
         assert!(!deps.iter().any(|d| d == "x"));

@@ -31,7 +31,9 @@ pub(crate) fn io_err(path: &Path, op: &str, e: io::Error) -> Error {
 
 /// fsync a directory so a rename inside it is durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| io_err(dir, "fsync directory", e))
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_err(dir, "fsync directory", e))
 }
 
 /// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
@@ -65,7 +67,9 @@ pub(crate) fn with_index_lock<T>(root: &Path, f: impl FnOnce() -> Result<T>) -> 
     loop {
         match file.try_lock() {
             Ok(()) => break,
-            Err(TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(50)),
+            Err(TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
             Err(TryLockError::WouldBlock) => {
                 return Err(LocalError::LockBusy {
                     path,
@@ -162,7 +166,9 @@ pub(crate) fn reset(root: &Path) -> Result<(usize, Vec<String>)> {
     for entry in fs::read_dir(&dir).map_err(|e| io_err(&dir, "list", e))? {
         let entry = entry.map_err(|e| io_err(&dir, "list", e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(d) = Digest::parse(&format!("sha256:{name}")) else { continue };
+        let Ok(d) = Digest::parse(&format!("sha256:{name}")) else {
+            continue;
+        };
         if !keep.contains(&d) {
             match fs::remove_file(entry.path()) {
                 Ok(()) => deleted += 1,

@@ -12,9 +12,9 @@ use bkcache_core::{
     AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
     Error, ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
 };
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use std::io::{Read, Seek, Write};
 
 use crate::error::LocalError;
 use crate::layout::{self, blob_path, io_err};
@@ -22,7 +22,15 @@ use crate::layout::{self, blob_path, io_err};
 /// Largest manifest or config this store reads into memory (BuildKit stops at 1 MiB; real
 /// `mode=max` configs exceed that, so we accept more and warn).
 const MAX_DOCUMENT: u64 = 256 << 20;
-const READ_CHUNK: usize = 1 << 20;
+/// Read and write chunk size.
+const CHUNK: usize = 256 << 10;
+/// Chunks buffered between a blocking file thread and the async side, per blob.
+const CHANNEL_DEPTH: usize = 4;
+
+enum WriteMsg {
+    Data(Bytes),
+    Commit,
+}
 
 const ATTRIBUTES: &[AttributeDoc] = &[
     AttributeDoc {
@@ -85,8 +93,15 @@ impl BackendFactory for LocalFactory {
 
     fn open(&self, spec: &CacheSpec, direction: Direction, env: &Env) -> Result<Box<dyn CacheStore>> {
         let dir = match direction {
-            Direction::Import => required_attr(spec, "src", direction, "local cache importer requires src=<directory>")?,
-            Direction::Export => required_attr(spec, "dest", direction, "local cache exporter requires dest=<directory>")?,
+            Direction::Import => {
+                required_attr(spec, "src", direction, "local cache importer requires src=<directory>")?
+            }
+            Direction::Export => required_attr(
+                spec,
+                "dest",
+                direction,
+                "local cache exporter requires dest=<directory>",
+            )?,
         };
         let mut store = LocalStore::new(env.resolve(dir));
         if let Some(tag) = spec.get("tag") {
@@ -94,7 +109,8 @@ impl BackendFactory for LocalFactory {
                 return Err(Error::InvalidValue {
                     attribute: "tag".into(),
                     value: String::new(),
-                    allowed: "local cache requires either an explicit digest, the \"latest\" tag or a custom tag".into(),
+                    allowed: "local cache requires either an explicit digest, the \"latest\" tag or a custom tag"
+                        .into(),
                 });
             }
             store.tag = tag.to_owned();
@@ -195,7 +211,11 @@ impl LocalStore {
                     hint: format!(
                         "; index.json has no tag {:?} (tags present: {})",
                         self.tag,
-                        if tags.is_empty() { "none".into() } else { tags.join(", ") }
+                        if tags.is_empty() {
+                            "none".into()
+                        } else {
+                            tags.join(", ")
+                        }
                     ),
                 })
             }
@@ -261,8 +281,10 @@ impl CacheStore for LocalStore {
     }
 
     async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
+        // One blocking reader per open blob, feeding a small bounded channel: file I/O never
+        // blocks the async workers, and at most CHANNEL_DEPTH chunks are buffered.
         let path = blob_path(&self.root, &desc.digest);
-        let mut file = match tokio::fs::File::open(&path).await {
+        let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::BlobNotFound {
@@ -272,17 +294,34 @@ impl CacheStore for LocalStore {
             }
             Err(e) => return Err(io_err(&path, "open", e)),
         };
-        if offset > 0 {
-            file.seek(SeekFrom::Start(offset)).await.map_err(|e| io_err(&path, "seek", e))?;
-        }
-        Ok(Box::pin(futures::stream::unfold(Some((file, path)), |state| async move {
-            let (mut file, path) = state?;
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
-            match file.read_buf(&mut buf).await {
-                Ok(0) => None,
-                Ok(_) => Some((Ok(buf.freeze()), Some((file, path)))),
-                Err(e) => Some((Err(io_err(&path, "read", e)), None)),
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(CHANNEL_DEPTH);
+        tokio::task::spawn_blocking(move || {
+            if offset > 0 {
+                if let Err(e) = file.seek(SeekFrom::Start(offset)) {
+                    let _ = tx.blocking_send(Err(io_err(&path, "seek", e)));
+                    return;
+                }
             }
+            loop {
+                let mut buf = BytesMut::zeroed(CHUNK);
+                match file.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                            return; // the reader went away
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(io_err(&path, "read", e)));
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
         })))
     }
 
@@ -290,31 +329,52 @@ impl CacheStore for LocalStore {
         let final_path = blob_path(&self.root, &desc.digest);
         let ingest = self.root.join("ingest");
         for dir in [final_path.parent().unwrap_or(&self.root), ingest.as_path()] {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| io_err(dir, "create directory", e))?;
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| io_err(dir, "create directory", e))?;
         }
         let tmp = layout::temp_path(&ingest, desc.digest.hex());
-        // Removes the scratch file unless the blob was renamed into place (also on cancel).
-        let guard = TempGuard(Some(tmp.clone()));
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| io_err(&tmp, "create", e))?;
-        while let Some(chunk) = data.next().await {
-            let chunk = chunk?;
-            file.write_all(&chunk).await.map_err(|e| io_err(&tmp, "write", e))?;
+        // The blocking writer only renames the scratch file into place when told the stream
+        // ended verified (`Write::Commit`); a closed channel without it means abort.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteMsg>(CHANNEL_DEPTH);
+        let writer = tokio::task::spawn_blocking(move || -> Result<()> {
+            let guard = TempGuard(Some(tmp.clone()));
+            let mut file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, "create", e))?;
+            loop {
+                match rx.blocking_recv() {
+                    Some(WriteMsg::Data(chunk)) => file.write_all(&chunk).map_err(|e| io_err(&tmp, "write", e))?,
+                    Some(WriteMsg::Commit) => break,
+                    None => return Ok(()), // aborted: the guard removes the scratch file
+                }
+            }
+            file.sync_all().map_err(|e| io_err(&tmp, "fsync", e))?;
+            drop(file);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))
+                    .map_err(|e| io_err(&tmp, "chmod", e))?;
+            }
+            std::fs::rename(&tmp, &final_path).map_err(|e| io_err(&final_path, "rename into place", e))?;
+            guard.disarm();
+            layout::sync_dir(final_path.parent().unwrap_or(Path::new(".")))
+        });
+        let fed: Result<()> = async {
+            while let Some(chunk) = data.next().await {
+                if tx.send(WriteMsg::Data(chunk?)).await.is_err() {
+                    return Ok(()); // the writer failed; its error is reported below
+                }
+            }
+            let _ = tx.send(WriteMsg::Commit).await;
+            Ok(())
         }
-        file.sync_all().await.map_err(|e| io_err(&tmp, "fsync", e))?;
-        drop(file);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))
-                .await
-                .map_err(|e| io_err(&tmp, "chmod", e))?;
-        }
-        tokio::fs::rename(&tmp, &final_path)
+        .await;
+        drop(tx);
+        let written = writer
             .await
-            .map_err(|e| io_err(&final_path, "rename into place", e))?;
-        guard.disarm();
-        let dir = final_path.parent().map(Path::to_path_buf).unwrap_or_default();
-        self.blocking(move |_| layout::sync_dir(&dir)).await
+            .map_err(|e| Error::io(self.location(), "blob writer task", std::io::Error::other(e)))?;
+        fed?;
+        written
     }
 
     async fn commit(&self, cache: &AbstractCache, options: &ExportOptions) -> Result<Committed> {

@@ -157,7 +157,9 @@ impl AbstractCache {
                     let layer = usize::try_from(idx)
                         .ok()
                         .and_then(|i| config.layers.get(i))
-                        .ok_or_else(|| Error::config(format!("invalid layer index {idx} in a chain of record {}", rec.digest)))?;
+                        .ok_or_else(|| {
+                            Error::config(format!("invalid layer index {idx} in a chain of record {}", rec.digest))
+                        })?;
                     chain.push(layer.blob.clone());
                 }
                 if let Some(missing) = chain.iter().find(|d| !lookup(d, &mut blobs)) {
@@ -217,7 +219,11 @@ impl AbstractCache {
                 let (blob, parent) = &layers[old];
                 CacheLayer {
                     blob: blob.clone(),
-                    parent: if *parent < 0 { -1 } else { new_layer[*parent as usize] as i64 },
+                    parent: if *parent < 0 {
+                        -1
+                    } else {
+                        new_layer[*parent as usize] as i64
+                    },
                     annotations: None,
                 }
             })
@@ -415,7 +421,14 @@ impl AbstractCache {
                             inputs: key
                                 .1
                                 .iter()
-                                .map(|s| s.iter().map(|(selector, link)| Input { selector: selector.clone(), link: *link }).collect())
+                                .map(|s| {
+                                    s.iter()
+                                        .map(|(selector, link)| Input {
+                                            selector: selector.clone(),
+                                            link: *link,
+                                        })
+                                        .collect()
+                                })
                                 .collect(),
                             results: Vec::new(),
                         });
@@ -449,10 +462,17 @@ fn layer_chain(config: &CacheConfig, top: i64) -> Result<Vec<Digest>> {
         let layer = usize::try_from(idx)
             .ok()
             .and_then(|i| config.layers.get(i))
-            .ok_or_else(|| Error::config(format!("invalid layer index {idx}: the config has {} layers", config.layers.len())))?;
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "invalid layer index {idx}: the config has {} layers",
+                    config.layers.len()
+                ))
+            })?;
         chain.push(layer.blob.clone());
         if chain.len() > config.layers.len() {
-            return Err(Error::config(format!("invalid looping layer: layer {top} reaches itself through its parents")));
+            return Err(Error::config(format!(
+                "invalid looping layer: layer {top} reaches itself through its parents"
+            )));
         }
         if layer.parent == -1 {
             break;
@@ -550,19 +570,48 @@ mod tests {
     #[test]
     fn invalid_graphs_are_errors() {
         let (a, b) = (d("a"), d("b"));
-        check_err(format!(r#"{{"records":[{{"digest":"{a}","inputs":[[{{"link":1}}]]}},{{"digest":"{b}","inputs":[[{{"link":0}}]]}}]}}"#), "invalid looping record");
-        check_err(format!(r#"{{"records":[{{"digest":"{a}","inputs":[[{{"link":0}}]]}}]}}"#), "invalid looping record");
-        check_err(format!(r#"{{"records":[{{"digest":"{a}","inputs":[[{{"link":5}}]]}}]}}"#), "invalid record ID");
-        check_err(format!(r#"{{"records":[{{"digest":"{a}","inputs":[[{{"link":-1}}]]}}]}}"#), "invalid record ID");
-        check_err(format!(r#"{{"records":[{{"digest":"{a}","inputs":[[]]}}]}}"#), "invalid empty input");
-        check_err(format!(r#"{{"layers":[{{"blob":"{a}","parent":-1}}],"records":[{{"layers":[{{"layer":3,"createdAt":"2024-01-01T00:00:00Z"}}],"digest":"{a}"}}]}}"#), "invalid layer index 3");
-        check_err(format!(r#"{{"layers":[{{"blob":"{a}","parent":1}},{{"blob":"{b}"}}],"records":[{{"layers":[{{"layer":0,"createdAt":"2024-01-01T00:00:00Z"}}],"digest":"{a}"}}]}}"#), "invalid looping layer");
+        check_err(
+            format!(
+                r#"{{"records":[{{"digest":"{a}","inputs":[[{{"link":1}}]]}},{{"digest":"{b}","inputs":[[{{"link":0}}]]}}]}}"#
+            ),
+            "invalid looping record",
+        );
+        check_err(
+            format!(r#"{{"records":[{{"digest":"{a}","inputs":[[{{"link":0}}]]}}]}}"#),
+            "invalid looping record",
+        );
+        check_err(
+            format!(r#"{{"records":[{{"digest":"{a}","inputs":[[{{"link":5}}]]}}]}}"#),
+            "invalid record ID",
+        );
+        check_err(
+            format!(r#"{{"records":[{{"digest":"{a}","inputs":[[{{"link":-1}}]]}}]}}"#),
+            "invalid record ID",
+        );
+        check_err(
+            format!(r#"{{"records":[{{"digest":"{a}","inputs":[[]]}}]}}"#),
+            "invalid empty input",
+        );
+        check_err(
+            format!(
+                r#"{{"layers":[{{"blob":"{a}","parent":-1}}],"records":[{{"layers":[{{"layer":3,"createdAt":"2024-01-01T00:00:00Z"}}],"digest":"{a}"}}]}}"#
+            ),
+            "invalid layer index 3",
+        );
+        check_err(
+            format!(
+                r#"{{"layers":[{{"blob":"{a}","parent":1}},{{"blob":"{b}"}}],"records":[{{"layers":[{{"layer":0,"createdAt":"2024-01-01T00:00:00Z"}}],"digest":"{a}"}}]}}"#
+            ),
+            "invalid looping layer",
+        );
     }
 
     #[test]
     fn missing_blob_drops_result_with_warning() {
         let (a, b, k) = (d("a"), d("b"), d("key"));
-        let c = cfg(&format!(r#"{{"layers":[{{"blob":"{a}","parent":-1}},{{"blob":"{b}"}}],"records":[{{"layers":[{{"layer":1,"createdAt":"2024-01-01T00:00:00Z"}}],"digest":"{k}"}}]}}"#));
+        let c = cfg(&format!(
+            r#"{{"layers":[{{"blob":"{a}","parent":-1}},{{"blob":"{b}"}}],"records":[{{"layers":[{{"layer":1,"createdAt":"2024-01-01T00:00:00Z"}}],"digest":"{k}"}}]}}"#
+        ));
         let (cache, warnings) = AbstractCache::from_config(&c, |x| if *x == b { None } else { all(x) }).unwrap();
         assert_eq!(cache.records.len(), 1, "record kept");
         assert_eq!(cache.result_count(), 0);
@@ -574,14 +623,21 @@ mod tests {
     #[test]
     fn merge_dedupes_records_and_results() {
         let (a, k1, k2) = (d("a"), d("k1"), d("k2"));
-        let json = format!(r#"{{"layers":[{{"blob":"{a}","parent":-1}}],"records":[{{"digest":"{k1}"}},{{"layers":[{{"layer":0,"createdAt":"2024-01-01T00:00:00Z"}}],"digest":"{k2}","inputs":[[{{"link":0}}]]}}]}}"#);
+        let json = format!(
+            r#"{{"layers":[{{"blob":"{a}","parent":-1}}],"records":[{{"digest":"{k1}"}},{{"layers":[{{"layer":0,"createdAt":"2024-01-01T00:00:00Z"}}],"digest":"{k2}","inputs":[[{{"link":0}}]]}}]}}"#
+        );
         let (c1, _) = AbstractCache::from_config(&cfg(&json), all).unwrap();
         let newer = json.replace("2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z");
         let (c2, _) = AbstractCache::from_config(&cfg(&newer), all).unwrap();
         let m = AbstractCache::merge([c1.clone(), c2]);
         assert_eq!(m.records.len(), 2);
         assert_eq!(m.result_count(), 1);
-        assert_eq!(m.records.iter().find(|r| r.digest == k2).unwrap().results[0].created_at.to_string(), "2025-01-01T00:00:00Z");
+        assert_eq!(
+            m.records.iter().find(|r| r.digest == k2).unwrap().results[0]
+                .created_at
+                .to_string(),
+            "2025-01-01T00:00:00Z"
+        );
         assert_eq!(AbstractCache::merge([c1.clone()]).to_config(), c1.to_config());
     }
 }

@@ -88,7 +88,9 @@ impl Descriptor {
 
     /// The layer's diffID, when annotated and valid.
     pub fn diff_id(&self) -> Option<Digest> {
-        self.annotations.get(ANNOTATION_UNCOMPRESSED).and_then(|s| Digest::parse(s).ok())
+        self.annotations
+            .get(ANNOTATION_UNCOMPRESSED)
+            .and_then(|s| Digest::parse(s).ok())
     }
 
     /// The layer's creation time, when annotated and valid.

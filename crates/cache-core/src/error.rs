@@ -196,9 +196,7 @@ impl Error {
 
     /// An [`Error::InvalidConfig`].
     pub fn config(reason: impl Into<String>) -> Self {
-        Error::InvalidConfig {
-            reason: reason.into(),
-        }
+        Error::InvalidConfig { reason: reason.into() }
     }
 
     /// Whether this error means "the thing is not there" (as opposed to broken).

@@ -230,7 +230,9 @@ pub struct Backends {
 
 impl fmt::Debug for Backends {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.factories.iter().map(|b| b.type_name())).finish()
+        f.debug_list()
+            .entries(self.factories.iter().map(|b| b.type_name()))
+            .finish()
     }
 }
 
@@ -259,10 +261,12 @@ impl Backends {
 
     /// The factory for a type.
     pub fn get(&self, kind: &str) -> Result<&dyn BackendFactory> {
-        self.iter().find(|f| f.type_name() == kind).ok_or_else(|| Error::UnknownType {
-            kind: kind.to_owned(),
-            known: self.iter().map(|f| f.type_name()).collect::<Vec<_>>().join(", "),
-        })
+        self.iter()
+            .find(|f| f.type_name() == kind)
+            .ok_or_else(|| Error::UnknownType {
+                kind: kind.to_owned(),
+                known: self.iter().map(|f| f.type_name()).collect::<Vec<_>>().join(", "),
+            })
     }
 
     /// Every attribute a type accepts: its own plus the common export options of its family.
@@ -337,12 +341,14 @@ impl Backends {
 
 /// Read a required attribute or fail with the backend's documented message.
 pub fn required_attr<'a>(spec: &'a CacheSpec, name: &str, direction: Direction, hint: &str) -> Result<&'a str> {
-    spec.get(name).filter(|v| !v.is_empty()).ok_or_else(|| Error::MissingAttribute {
-        kind: spec.kind.clone(),
-        attribute: name.to_owned(),
-        direction: direction.describe().to_owned(),
-        hint: hint.to_owned(),
-    })
+    spec.get(name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::MissingAttribute {
+            kind: spec.kind.clone(),
+            attribute: name.to_owned(),
+            direction: direction.describe().to_owned(),
+            hint: hint.to_owned(),
+        })
 }
 
 /// An attribute value for messages: `<redacted>` when secret.

@@ -120,12 +120,24 @@ impl GoTime {
             }
             std::str::from_utf8(part).ok()?.parse().ok()
         };
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
             return None;
         }
         let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 59 {
+        if !(1..=12).contains(&month)
+            || day < 1
+            || day > days_in_month(year, month)
+            || hour > 23
+            || min > 59
+            || sec > 59
+        {
             return None;
         }
         let mut i = 19;
@@ -182,7 +194,13 @@ impl fmt::Display for GoTime {
         let local = self.secs + self.offset as i64;
         let (days, rem) = (local.div_euclid(86400), local.rem_euclid(86400));
         let (y, m, d) = civil_from_days(days);
-        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)?;
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        )?;
         if self.nanos != 0 {
             let frac = format!("{:09}", self.nanos);
             write!(f, ".{}", frac.trim_end_matches('0'))?;
@@ -287,7 +305,10 @@ mod tests {
         round_trip("2026-11-23T14:28:19.112186790Z", "2026-11-23T14:28:19.11218679Z");
         round_trip("2024-01-02T03:04:05.5Z", "2024-01-02T03:04:05.5Z");
         round_trip("2024-01-02T03:04:05.000Z", "2024-01-02T03:04:05Z");
-        round_trip("2022-03-13T08:13:28.237041716+01:00", "2022-03-13T08:13:28.237041716+01:00");
+        round_trip(
+            "2022-03-13T08:13:28.237041716+01:00",
+            "2022-03-13T08:13:28.237041716+01:00",
+        );
         round_trip("2022-03-13T08:13:28-05:30", "2022-03-13T08:13:28-05:30");
         round_trip("2022-03-13T08:13:28+00:00", "2022-03-13T08:13:28Z");
         round_trip("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z");

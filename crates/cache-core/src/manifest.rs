@@ -167,19 +167,27 @@ impl TopLevel {
         };
         let is_manifest = probe.config.is_some() || probe.layers.is_some();
         if is_manifest && probe.manifests.is_some() {
-            return Err(bad("invalid ambiguous manifest and manifest list: it has both `manifests` and `config`/`layers`"));
+            return Err(bad(
+                "invalid ambiguous manifest and manifest list: it has both `manifests` and `config`/`layers`",
+            ));
         }
         if let Some(mt) = probe.media_type.as_deref().filter(|m| !m.is_empty()) {
             let mt = MediaType::parse(mt);
             let agrees = if is_manifest { mt.is_manifest() } else { mt.is_index() };
             if !agrees {
-                return Err(bad(&format!("mediaType in manifest does not match manifest contents ({mt})")));
+                return Err(bad(&format!(
+                    "mediaType in manifest does not match manifest contents ({mt})"
+                )));
             }
         }
         if is_manifest {
-            Ok(TopLevel::Manifest(Box::new(serde_json::from_slice(bytes).map_err(json_err)?)))
+            Ok(TopLevel::Manifest(Box::new(
+                serde_json::from_slice(bytes).map_err(json_err)?,
+            )))
         } else {
-            Ok(TopLevel::Index(Box::new(serde_json::from_slice(bytes).map_err(json_err)?)))
+            Ok(TopLevel::Index(Box::new(
+                serde_json::from_slice(bytes).map_err(json_err)?,
+            )))
         }
     }
 
@@ -209,7 +217,11 @@ impl TopLevel {
                 } else {
                     Wrapper::OciIndex
                 };
-                Some(CacheManifest { config, layers, wrapper })
+                Some(CacheManifest {
+                    config,
+                    layers,
+                    wrapper,
+                })
             }
         }
     }

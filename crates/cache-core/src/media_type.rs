@@ -138,7 +138,9 @@ impl MediaType {
         use MediaType::*;
         match self {
             OciLayer | OciNondistributableLayer | DockerLayer | DockerForeignLayer => Some(Compression::Uncompressed),
-            OciLayerGzip | OciNondistributableLayerGzip | DockerLayerGzip | DockerForeignLayerGzip => Some(Compression::Gzip),
+            OciLayerGzip | OciNondistributableLayerGzip | DockerLayerGzip | DockerForeignLayerGzip => {
+                Some(Compression::Gzip)
+            }
             OciLayerZstd | DockerLayerZstd => Some(Compression::Zstd),
             _ => None,
         }
@@ -204,7 +206,10 @@ mod tests {
     #[test]
     fn magic() {
         assert_eq!(Compression::from_magic(&[0x1f, 0x8b, 8]), Some(Compression::Gzip));
-        assert_eq!(Compression::from_magic(&[0x28, 0xb5, 0x2f, 0xfd]), Some(Compression::Zstd));
+        assert_eq!(
+            Compression::from_magic(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Some(Compression::Zstd)
+        );
         assert_eq!(Compression::from_magic(b"xx"), None);
     }
 }

@@ -129,7 +129,11 @@ impl fmt::Display for CacheSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "type={}", self.kind)?;
         for (k, v) in &self.attrs {
-            let v = if is_secret_attribute(k) { "<redacted>" } else { v.as_str() };
+            let v = if is_secret_attribute(k) {
+                "<redacted>"
+            } else {
+                v.as_str()
+            };
             if v.contains(',') || v.contains('"') {
                 write!(f, ",\"{k}={}\"", v.replace('"', "\"\""))?;
             } else {
@@ -387,16 +391,20 @@ impl ExportOptions {
                 LayerCompression::Zstd => 0..=22,
                 _ => 0..=9,
             };
-            let level = v.parse::<i32>().ok().filter(|l| range.contains(l)).ok_or_else(|| Error::InvalidValue {
-                attribute: "compression-level".into(),
-                value: v.clone(),
-                allowed: format!(
-                    "expected an integer from {} to {} for compression={}",
-                    range.start(),
-                    range.end(),
-                    o.compression.as_str()
-                ),
-            })?;
+            let level = v
+                .parse::<i32>()
+                .ok()
+                .filter(|l| range.contains(l))
+                .ok_or_else(|| Error::InvalidValue {
+                    attribute: "compression-level".into(),
+                    value: v.clone(),
+                    allowed: format!(
+                        "expected an integer from {} to {} for compression={}",
+                        range.start(),
+                        range.end(),
+                        o.compression.as_str()
+                    ),
+                })?;
             o.compression_level = Some(level);
         }
         if let Some(v) = attrs.get("force-compression") {
@@ -475,11 +483,19 @@ mod tests {
         let d = opts(&[]).unwrap();
         assert_eq!((d.oci_mediatypes, d.image_manifest, d.mode), (true, true, None));
         assert_eq!(d.wrapper(), Wrapper::ImageManifest);
-        assert_eq!(opts(&[("oci-mediatypes", "false")]).unwrap().wrapper(), Wrapper::DockerManifestList);
-        assert_eq!(opts(&[("image-manifest", "false")]).unwrap().wrapper(), Wrapper::OciIndex);
+        assert_eq!(
+            opts(&[("oci-mediatypes", "false")]).unwrap().wrapper(),
+            Wrapper::DockerManifestList
+        );
+        assert_eq!(
+            opts(&[("image-manifest", "false")]).unwrap().wrapper(),
+            Wrapper::OciIndex
+        );
         assert_eq!(opts(&[("mode", "max")]).unwrap().mode, Some(Mode::Max));
         assert!(opts(&[("force-compression", "")]).unwrap().force_compression);
-        let e = opts(&[("oci-mediatypes", "false"), ("image-manifest", "true")]).unwrap_err().to_string();
+        let e = opts(&[("oci-mediatypes", "false"), ("image-manifest", "true")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("OCI mediatypes are required"), "{e}");
         for (k, v, want) in [
             ("mode", "maximum", "expected min or max"),
@@ -491,7 +507,9 @@ mod tests {
             let e = opts(&[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(want) && e.contains(k) && e.contains(v), "{e}");
         }
-        let e = opts(&[("compression", "zstd"), ("compression-level", "23")]).unwrap_err().to_string();
+        let e = opts(&[("compression", "zstd"), ("compression-level", "23")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("0 to 22"), "{e}");
     }
 }

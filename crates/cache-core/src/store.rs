@@ -237,7 +237,11 @@ impl Stream for VerifiedStream {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                let (digest, len) = this.hasher.take().map(Hasher::finish).unwrap_or_else(|| Hasher::new().finish());
+                let (digest, len) = this
+                    .hasher
+                    .take()
+                    .map(Hasher::finish)
+                    .unwrap_or_else(|| Hasher::new().finish());
                 if digest == this.digest && len == this.size {
                     Poll::Ready(None)
                 } else {
@@ -287,7 +291,9 @@ mod tests {
     use crate::media_type::MediaType;
 
     fn stream_of(parts: &[&'static [u8]]) -> BlobStream {
-        Box::pin(futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>()))
+        Box::pin(futures::stream::iter(
+            parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>(),
+        ))
     }
 
     async fn run(desc: &Descriptor, parts: &[&'static [u8]]) -> Result<u64> {

@@ -72,10 +72,14 @@ pub async fn generate(store: &dyn CacheStore, spec: &SyntheticSpec, options: &Ex
         }
         let (digest, size) = hasher.finish();
         let mut desc = Descriptor::new(MediaType::OciLayer, digest.clone(), size);
-        desc.annotations.insert(ANNOTATION_UNCOMPRESSED.into(), digest.to_string());
-        desc.annotations.insert(ANNOTATION_CREATED_AT.into(), created.to_string());
+        desc.annotations
+            .insert(ANNOTATION_UNCOMPRESSED.into(), digest.to_string());
+        desc.annotations
+            .insert(ANNOTATION_CREATED_AT.into(), created.to_string());
         if store.blob_size(&digest).await? != Some(size) {
-            store.put_blob(&desc, VerifiedStream::new(&desc, blob_stream(spec, i))).await?;
+            store
+                .put_blob(&desc, VerifiedStream::new(&desc, blob_stream(spec, i)))
+                .await?;
         }
         chain.push(digest.clone());
         cache.blobs.insert(digest, desc);

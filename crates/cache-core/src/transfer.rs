@@ -207,7 +207,10 @@ async fn load_source(src: &Source, parallelism: usize, sink: &mut Warn<'_>) -> R
         }
     }
     for (d, why) in &bad {
-        sink.warn(format!("{}: blob {d} {why}; results that need it are skipped", src.label));
+        sink.warn(format!(
+            "{}: blob {d} {why}; results that need it are skipped",
+            src.label
+        ));
     }
     if !bad.is_empty() {
         loaded.cache.drop_results_without(|d| !bad.contains_key(d));
@@ -221,7 +224,12 @@ async fn load_source(src: &Source, parallelism: usize, sink: &mut Warn<'_>) -> R
 /// build does); if none loads, the result is [`Error::NothingToCopy`]. A target failure is
 /// reported in its [`TargetReport`] (downgraded to a warning with `ignore-error=true`); the
 /// target's manifest is only written after all its blobs are in place.
-pub async fn copy(sources: &[Source], targets: &[Target], options: &CopyOptions, progress: Arc<dyn Progress>) -> Result<CopyReport> {
+pub async fn copy(
+    sources: &[Source],
+    targets: &[Target],
+    options: &CopyOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<CopyReport> {
     let mut sink = Warn {
         progress: &progress,
         list: Vec::new(),
@@ -271,7 +279,17 @@ pub async fn copy(sources: &[Source], targets: &[Target], options: &CopyOptions,
             records: 0,
             layers: 0,
         };
-        let result = export_one(sources, &owner, &merged, target, options, &progress, &mut report, &mut sink).await;
+        let result = export_one(
+            sources,
+            &owner,
+            &merged,
+            target,
+            options,
+            &progress,
+            &mut report,
+            &mut sink,
+        )
+        .await;
         match result {
             Ok(()) => {}
             Err(e) if target.options.ignore_error => {
@@ -305,7 +323,11 @@ async fn export_one(
     report.records = cache.records.len();
     report.layers = cache.blobs.len();
     let want = target.options.compression;
-    let differ: Vec<&Descriptor> = cache.blobs.values().filter(|d| d.compression_name() != want.as_str()).collect();
+    let differ: Vec<&Descriptor> = cache
+        .blobs
+        .values()
+        .filter(|d| d.compression_name() != want.as_str())
+        .collect();
     if target.options.force_compression && !differ.is_empty() {
         return Err(Error::NotImplemented {
             feature: format!(
@@ -356,22 +378,22 @@ async fn export_one(
         .try_for_each_concurrent(options.parallelism.max(1), |desc| {
             let counter = counter.clone();
             async move {
-            let src = owner
-                .get(&desc.digest)
-                .and_then(|&i| sources.get(i))
-                .ok_or_else(|| Error::BlobNotFound {
+                let src = owner
+                    .get(&desc.digest)
+                    .and_then(|&i| sources.get(i))
+                    .ok_or_else(|| Error::BlobNotFound {
+                        digest: desc.digest.clone(),
+                        location: "any --from".into(),
+                    })?;
+                let stream = src.store.open_blob(desc, 0).await?;
+                let verified = VerifiedStream::new(desc, stream).with_counter(counter.clone());
+                target.store.put_blob(desc, verified).await?;
+                progress.event(Event::BlobDone {
+                    target: target.label.clone(),
                     digest: desc.digest.clone(),
-                    location: "any --from".into(),
-                })?;
-            let stream = src.store.open_blob(desc, 0).await?;
-            let verified = VerifiedStream::new(desc, stream).with_counter(counter.clone());
-            target.store.put_blob(desc, verified).await?;
-            progress.event(Event::BlobDone {
-                target: target.label.clone(),
-                digest: desc.digest.clone(),
-                size: desc.size,
-            });
-            Ok(())
+                    size: desc.size,
+                });
+                Ok(())
             }
         })
         .await?;

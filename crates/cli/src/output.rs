@@ -85,7 +85,10 @@ pub fn summary(s: &Summary, json: bool) -> Result<(), Error> {
     println!("layers     {} ({})", s.layers.len(), human(s.layer_bytes));
     println!("total      {} ({} bytes)", human(s.total_bytes), s.total_bytes);
     println!();
-    println!("{:<71}  {:>10}  {:<12}  {:<31}  MEDIA TYPE", "LAYER", "SIZE", "COMPRESSION", "CREATED");
+    println!(
+        "{:<71}  {:>10}  {:<12}  {:<31}  MEDIA TYPE",
+        "LAYER", "SIZE", "COMPRESSION", "CREATED"
+    );
     for l in &s.layers {
         println!(
             "{:<71}  {:>10}  {:<12}  {:<31}  {}",
@@ -136,7 +139,11 @@ pub fn verify_report(location: &str, loaded: &LoadedCache, r: &VerifyReport, jso
             human(r.bytes_read)
         );
     } else {
-        println!("{location}: {} problem(s) in {} blobs", r.problems.len(), r.blobs_checked);
+        println!(
+            "{location}: {} problem(s) in {} blobs",
+            r.problems.len(),
+            r.blobs_checked
+        );
     }
     Ok(())
 }

@@ -51,12 +51,14 @@ impl Progress for Bars {
                     eprintln!("warning: {w}");
                 }
             }
-            Event::TargetPlanned { target, bytes, blobs, .. } => {
+            Event::TargetPlanned {
+                target, bytes, blobs, ..
+            } => {
                 self.finish();
                 let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
-                if let Ok(style) = ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                ) {
+                if let Ok(style) =
+                    ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                {
                     bar.set_style(style.progress_chars("=> "));
                 }
                 bar.set_message(format!("{target} ({blobs} blobs)"));

@@ -13,7 +13,14 @@ use common::*;
 
 fn generate(dir: &Path) -> String {
     let r = bkcache(&[
-        "debug", "generate", "--to", &dest(dir, ""), "--blobs", "48", "--bytes", &(96u64 << 20).to_string(),
+        "debug",
+        "generate",
+        "--to",
+        &dest(dir, ""),
+        "--blobs",
+        "48",
+        "--bytes",
+        &(96u64 << 20).to_string(),
     ])
     .ok();
     r.stdout.trim().to_owned()
@@ -25,9 +32,18 @@ fn index_bytes(dir: &Path) -> Option<Vec<u8>> {
 
 fn copy_cmd(from: &Path, to: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_bkcache"));
-    c.args(["copy", "-q", "--parallelism", "2", "--from", &src(from), "--to", &dest(to, "")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    c.args([
+        "copy",
+        "-q",
+        "--parallelism",
+        "2",
+        "--from",
+        &src(from),
+        "--to",
+        &dest(to, ""),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     c
 }
 
@@ -51,7 +67,14 @@ fn kill_9_leaves_destination_as_it_was_or_complete() {
             let out = tmp.path().join(format!("out-{round}-{k}"));
             if existing {
                 // An older cache under the same tag must survive a killed export intact.
-                bkcache(&["copy", "--from", &src(&fixture_cache("local-max")), "--to", &dest(&out, "")]).ok();
+                bkcache(&[
+                    "copy",
+                    "--from",
+                    &src(&fixture_cache("local-max")),
+                    "--to",
+                    &dest(&out, ""),
+                ])
+                .ok();
             }
             let before = index_bytes(&out);
             let mut child = copy_cmd(&source, &out).spawn().unwrap();
@@ -69,16 +92,28 @@ fn kill_9_leaves_destination_as_it_was_or_complete() {
             } else {
                 outcomes.1 += 1;
                 let v = bkcache(&["verify", &src(&out), "--json"]).ok().json();
-                assert_eq!(v["manifest"].as_str(), Some(expected.as_str()), "complete cache after kill at {k}/7");
+                assert_eq!(
+                    v["manifest"].as_str(),
+                    Some(expected.as_str()),
+                    "complete cache after kill at {k}/7"
+                );
             }
             // A later copy finishes the job from whatever state was left.
-            let r = bkcache(&["copy", "--from", &src(&source), "--to", &dest(&out, ""), "--json"]).ok().json();
+            let r = bkcache(&["copy", "--from", &src(&source), "--to", &dest(&out, ""), "--json"])
+                .ok()
+                .json();
             assert_eq!(r["targets"][0]["manifest"]["digest"].as_str(), Some(expected.as_str()));
             bkcache(&["verify", &src(&out)]).ok();
         }
     }
-    eprintln!("kill -9 outcomes: {} left as they were, {} complete", outcomes.0, outcomes.1);
-    assert!(outcomes.0 > 0, "at least one kill landed mid-copy (timing: full copy took {full:?})");
+    eprintln!(
+        "kill -9 outcomes: {} left as they were, {} complete",
+        outcomes.0, outcomes.1
+    );
+    assert!(
+        outcomes.0 > 0,
+        "at least one kill landed mid-copy (timing: full copy took {full:?})"
+    );
 }
 
 #[test]

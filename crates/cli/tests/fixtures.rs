@@ -12,17 +12,34 @@ use common::*;
 const CASES: &[(&str, &str, &str)] = &[
     ("local-max", "latest", "mode=max"),
     ("local-min", "latest", "mode=min"),
-    ("local-index", "latest", "mode=max,image-manifest=false,oci-mediatypes=true"),
+    (
+        "local-index",
+        "latest",
+        "mode=max,image-manifest=false,oci-mediatypes=true",
+    ),
     ("local-docker", "latest", "mode=max,oci-mediatypes=false"),
-    ("local-zstd", "latest", "mode=max,compression=zstd,force-compression=true"),
-    ("local-uncompressed", "latest", "compression=uncompressed,force-compression=true"),
-    ("local-estargz", "latest", "compression=estargz,force-compression=true,oci-mediatypes=true"),
+    (
+        "local-zstd",
+        "latest",
+        "mode=max,compression=zstd,force-compression=true",
+    ),
+    (
+        "local-uncompressed",
+        "latest",
+        "compression=uncompressed,force-compression=true",
+    ),
+    (
+        "local-estargz",
+        "latest",
+        "compression=estargz,force-compression=true,oci-mediatypes=true",
+    ),
     ("local-two-tags", "main", "mode=max,tag=main"),
     ("local-two-tags", "feature", "mode=max,tag=feature"),
 ];
 
 fn facts_for(case: &str, tag: &str) -> serde_json::Value {
-    let facts: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("facts.json")).unwrap()).unwrap();
+    let facts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("facts.json")).unwrap()).unwrap();
     facts["cases"]
         .as_array()
         .unwrap()
@@ -41,7 +58,11 @@ fn every_local_fixture_imports_inspects_verifies_and_reexports_byte_identical() 
         let from = format!("{},tag={tag}", src(&fixture_cache(case)));
 
         let inspect = bkcache(&["inspect", &from, "--json"]).ok().json();
-        assert_eq!(inspect["layers"].as_array().unwrap().len() as u64, facts["config_layers"].as_u64().unwrap(), "{case} layers");
+        assert_eq!(
+            inspect["layers"].as_array().unwrap().len() as u64,
+            facts["config_layers"].as_u64().unwrap(),
+            "{case} layers"
+        );
         assert_eq!(inspect["records"], facts["config_records"], "{case} records");
         assert_eq!(inspect["manifest"]["digest"], facts["manifest_digest"], "{case}");
         assert_eq!(inspect["manifest"]["media_type"], facts["manifest_mediaType"], "{case}");
@@ -53,15 +74,25 @@ fn every_local_fixture_imports_inspects_verifies_and_reexports_byte_identical() 
 
         let verify = bkcache(&["verify", &from, "--json"]).ok().json();
         assert_eq!(verify["ok"], true, "{case}");
-        assert_eq!(verify["blobs_checked"].as_u64().unwrap(), facts["config_layers"].as_u64().unwrap());
+        assert_eq!(
+            verify["blobs_checked"].as_u64().unwrap(),
+            facts["config_layers"].as_u64().unwrap()
+        );
 
         let out = tmp.path().join(format!("{case}-{tag}"));
-        let report = bkcache(&["copy", "--from", &from, "--to", &dest(&out, opts), "--json"]).ok().json();
+        let report = bkcache(&["copy", "--from", &from, "--to", &dest(&out, opts), "--json"])
+            .ok()
+            .json();
         let t = &report["targets"][0];
         assert_eq!(t["outcome"]["status"], "committed", "{case}: {report}");
-        assert_eq!(t["manifest"]["digest"], facts["manifest_digest"], "{case}:{tag} re-export is byte-identical");
+        assert_eq!(
+            t["manifest"]["digest"], facts["manifest_digest"],
+            "{case}:{tag} re-export is byte-identical"
+        );
         assert_blobs_intact(&out);
-        let again = bkcache(&["inspect", &format!("{},tag={tag}", src(&out)), "--json"]).ok().json();
+        let again = bkcache(&["inspect", &format!("{},tag={tag}", src(&out)), "--json"])
+            .ok()
+            .json();
         assert_eq!(again["manifest"], inspect["manifest"]);
         assert_eq!(again["layers"], inspect["layers"]);
         bkcache(&["verify", &format!("{},tag={tag}", src(&out))]).ok();
@@ -72,13 +103,23 @@ fn every_local_fixture_imports_inspects_verifies_and_reexports_byte_identical() 
 fn index_json_matches_buildkit_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("c");
-    bkcache(&["copy", "--from", &src(&fixture_cache("local-max")), "--to", &dest(&out, "mode=max")]).ok();
+    bkcache(&[
+        "copy",
+        "--from",
+        &src(&fixture_cache("local-max")),
+        "--to",
+        &dest(&out, "mode=max"),
+    ])
+    .ok();
     assert_eq!(
         std::fs::read(out.join("index.json")).unwrap(),
         std::fs::read(fixture_cache("local-max").join("index.json")).unwrap(),
         "index.json byte-identical to BuildKit's"
     );
-    assert_eq!(std::fs::read(out.join("oci-layout")).unwrap(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    assert_eq!(
+        std::fs::read(out.join("oci-layout")).unwrap(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#
+    );
 }
 
 #[test]
@@ -88,24 +129,52 @@ fn round_trips_across_wrappers_and_modes() {
     let min_digest = facts_for("local-min", "latest")["manifest_digest"].clone();
     let wrappers = [
         ("", "image-manifest", "application/vnd.oci.image.layer.v1.tar+gzip"),
-        ("image-manifest=false", "oci-index", "application/vnd.oci.image.layer.v1.tar+gzip"),
-        ("oci-mediatypes=false", "docker-manifest-list", "application/vnd.docker.image.rootfs.diff.tar.gzip"),
+        (
+            "image-manifest=false",
+            "oci-index",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+        (
+            "oci-mediatypes=false",
+            "docker-manifest-list",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        ),
     ];
     for (i, (wopts, format, layer_type)) in wrappers.iter().enumerate() {
         for (mode, records_with_results, expected) in [("max", 7, &max_digest), ("min", 2, &min_digest)] {
             let mid = tmp.path().join(format!("mid-{i}-{mode}"));
-            let opts = if wopts.is_empty() { format!("mode={mode}") } else { format!("mode={mode},{wopts}") };
-            bkcache(&["copy", "--from", &src(&fixture_cache("local-max")), "--to", &dest(&mid, &opts)]).ok();
+            let opts = if wopts.is_empty() {
+                format!("mode={mode}")
+            } else {
+                format!("mode={mode},{wopts}")
+            };
+            bkcache(&[
+                "copy",
+                "--from",
+                &src(&fixture_cache("local-max")),
+                "--to",
+                &dest(&mid, &opts),
+            ])
+            .ok();
             let s = bkcache(&["inspect", &src(&mid), "--json"]).ok().json();
             assert_eq!(s["format"], *format);
             assert_eq!(s["records"], 13);
             assert_eq!(s["results"], records_with_results, "{format} {mode}");
-            assert!(s["layers"].as_array().unwrap().iter().all(|l| l["media_type"] == *layer_type));
+            assert!(s["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|l| l["media_type"] == *layer_type));
             bkcache(&["verify", &src(&mid)]).ok();
             // And back to BuildKit's default layout: the same bytes BuildKit wrote.
             let back = tmp.path().join(format!("back-{i}-{mode}"));
-            let r = bkcache(&["copy", "--from", &src(&mid), "--to", &dest(&back, ""), "--json"]).ok().json();
-            assert_eq!(r["targets"][0]["manifest"]["digest"], *expected, "{format} {mode} round trip");
+            let r = bkcache(&["copy", "--from", &src(&mid), "--to", &dest(&back, ""), "--json"])
+                .ok()
+                .json();
+            assert_eq!(
+                r["targets"][0]["manifest"]["digest"], *expected,
+                "{format} {mode} round trip"
+            );
         }
     }
 }
@@ -117,20 +186,45 @@ fn several_targets_and_several_sources() {
     // Two sources of the same build (min and max) merge into max; two targets at once.
     let r = bkcache(&[
         "copy",
-        "--from", &src(&fixture_cache("local-min")),
-        "--from", &src(&fixture_cache("local-max")),
-        "--to", &dest(&a, ""),
-        "--to", &dest(&b, "image-manifest=false"),
+        "--from",
+        &src(&fixture_cache("local-min")),
+        "--from",
+        &src(&fixture_cache("local-max")),
+        "--to",
+        &dest(&a, ""),
+        "--to",
+        &dest(&b, "image-manifest=false"),
         "--json",
     ])
     .ok()
     .json();
     assert_eq!(r["sources_loaded"], 2);
-    assert_eq!(r["targets"][0]["manifest"]["digest"], facts_for("local-max", "latest")["manifest_digest"]);
-    assert_eq!(r["targets"][1]["manifest"]["digest"], facts_for("local-index", "latest")["manifest_digest"]);
+    assert_eq!(
+        r["targets"][0]["manifest"]["digest"],
+        facts_for("local-max", "latest")["manifest_digest"]
+    );
+    assert_eq!(
+        r["targets"][1]["manifest"]["digest"],
+        facts_for("local-index", "latest")["manifest_digest"]
+    );
     // A second copy to the same place moves nothing.
-    let r = bkcache(&["copy", "--from", &src(&fixture_cache("local-max")), "--to", &dest(&a, ""), "--json"]).ok().json();
-    assert_eq!((r["targets"][0]["blobs_copied"].as_u64(), r["targets"][0]["blobs_present"].as_u64()), (Some(0), Some(7)));
+    let r = bkcache(&[
+        "copy",
+        "--from",
+        &src(&fixture_cache("local-max")),
+        "--to",
+        &dest(&a, ""),
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(
+        (
+            r["targets"][0]["blobs_copied"].as_u64(),
+            r["targets"][0]["blobs_present"].as_u64()
+        ),
+        (Some(0), Some(7))
+    );
 }
 
 #[test]
@@ -139,13 +233,42 @@ fn tags_and_reset_follow_buildkit() {
     let dir = tmp.path().join("c");
     // Reproduce local-two-tags' final index: main, then feature appended.
     let two = fixture_cache("local-two-tags");
-    bkcache(&["copy", "--from", &format!("{},tag=main", src(&two)), "--to", &dest(&dir, "tag=main")]).ok();
-    bkcache(&["copy", "--from", &format!("{},tag=feature", src(&two)), "--to", &dest(&dir, "tag=feature")]).ok();
-    assert_eq!(std::fs::read(dir.join("index.json")).unwrap(), std::fs::read(two.join("index.json")).unwrap());
+    bkcache(&[
+        "copy",
+        "--from",
+        &format!("{},tag=main", src(&two)),
+        "--to",
+        &dest(&dir, "tag=main"),
+    ])
+    .ok();
+    bkcache(&[
+        "copy",
+        "--from",
+        &format!("{},tag=feature", src(&two)),
+        "--to",
+        &dest(&dir, "tag=feature"),
+    ])
+    .ok();
+    assert_eq!(
+        std::fs::read(dir.join("index.json")).unwrap(),
+        std::fs::read(two.join("index.json")).unwrap()
+    );
     // Re-exporting main replaces its entry (moved to the end), never duplicates it.
-    bkcache(&["copy", "--from", &format!("{},tag=main", src(&two)), "--to", &dest(&dir, "tag=main")]).ok();
+    bkcache(&[
+        "copy",
+        "--from",
+        &format!("{},tag=main", src(&two)),
+        "--to",
+        &dest(&dir, "tag=main"),
+    ])
+    .ok();
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let tags: Vec<&str> = index["manifests"].as_array().unwrap().iter().map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap()).collect();
+    let tags: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap())
+        .collect();
     assert_eq!(tags, ["feature", "main"]);
 
     // reset=true on a copy of the fixture deletes exactly its 3 orphans (17 -> 14 blobs).
@@ -153,9 +276,20 @@ fn tags_and_reset_follow_buildkit() {
     copy_tree(&two, &layout);
     let count = |d: &std::path::Path| std::fs::read_dir(d.join("blobs/sha256")).unwrap().count();
     assert_eq!(count(&layout), 17);
-    bkcache(&["copy", "--from", &format!("{},tag=main", src(&two)), "--to", &dest(&layout, "tag=main,reset=true")]).ok();
+    bkcache(&[
+        "copy",
+        "--from",
+        &format!("{},tag=main", src(&two)),
+        "--to",
+        &dest(&layout, "tag=main,reset=true"),
+    ])
+    .ok();
     assert_eq!(count(&layout), 14);
-    for orphan in ["902c35d8a3f493bfabfb850a150a751e577b004223498db3a20050f00453027b", "53c63906595685dbdad18ef6ee3785908c20cdc569ac29ed08da8ddb43459528", "866b0d995ea4a62b3fdd63197335aecd565c2c07adabf900e1a0db6d49ba9f38"] {
+    for orphan in [
+        "902c35d8a3f493bfabfb850a150a751e577b004223498db3a20050f00453027b",
+        "53c63906595685dbdad18ef6ee3785908c20cdc569ac29ed08da8ddb43459528",
+        "866b0d995ea4a62b3fdd63197335aecd565c2c07adabf900e1a0db6d49ba9f38",
+    ] {
         assert!(!layout.join("blobs/sha256").join(orphan).exists());
     }
     for tag in ["main", "feature"] {

@@ -78,7 +78,9 @@ pub fn copy_tree(from: &Path, to: &Path) {
 /// Every file in `blobs/sha256` hashes to its name (no half-written blob is visible).
 pub fn assert_blobs_intact(root: &Path) {
     let dir = root.join("blobs/sha256");
-    let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
     for e in entries {
         let e = e.unwrap();
         let bytes = std::fs::read(e.path()).unwrap();
