@@ -50,6 +50,7 @@ pub mod digest;
 pub mod error;
 pub mod factory;
 pub mod gojson;
+pub mod inline;
 pub mod inspect;
 pub mod manifest;
 pub mod media_type;
