@@ -8,6 +8,8 @@
 //! | `cargo xtask check-deps` | fail if a backend depends on another backend, or core on a network/runtime crate |
 //! | `cargo xtask bench` | copy a generated 1 GiB / 200-blob cache, next to `cp -r`; MB/s and peak memory |
 
+mod servers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("check-deps") => check_deps(),
         Some("bench") => bench(&args[1..]),
+        Some("servers") => serve(),
         _ => Err("usage: cargo xtask <demo|test|ci|check-deps|bench [--quick]>".into()),
     };
     match result {
@@ -78,11 +81,33 @@ fn ci() -> Result {
 
 fn test() -> Result {
     check_deps()?;
-    // Servers for backend tests (registry, S3, Azurite, GHA) are started here as their issues
-    // land, on 127.0.0.1 free ports, exported as BKCACHE_TEST_* variables and stopped by PID.
-    // The local backend needs none.
-    run(cargo().args(["test", "--workspace"]))?;
+    // Build first, so servers do not idle through a compile.
+    run(cargo().args(["test", "--workspace", "--no-run"]))?;
+    let servers = servers::Servers::start()?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]);
+    for (k, v) in &servers.vars {
+        cmd.env(k, v);
+    }
+    // Tests that need a server fail (not skip) when its variable is missing.
+    cmd.env("BKCACHE_REQUIRE_SERVERS", "1");
+    let result = run(&mut cmd);
+    drop(servers);
+    result?;
     demo()
+}
+
+/// Start the test servers, print their variables, and keep them until Enter or EOF (for
+/// running single tests by hand: `eval "$(cargo xtask servers)"` in another shell).
+fn serve() -> Result {
+    let servers = servers::Servers::start()?;
+    for (k, v) in &servers.vars {
+        println!("export {k}={v}");
+    }
+    eprintln!("servers: running; press Enter to stop");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    Ok(())
 }
 
 fn bkcache_bin(release: bool) -> Result<PathBuf> {

@@ -22,7 +22,7 @@ pub enum LocalError {
         reason: String,
     },
     /// The tag points at a plain image, not a cache.
-    #[error("{path}: tag {tag:?} points at an image without a BuildKit cache config; inline-cache import from a local layout is not supported yet")]
+    #[error("{path}: tag {tag:?} points at an image without a BuildKit cache (no cache config, no inline cache in its config)")]
     PlainImage {
         /// The layout.
         path: PathBuf,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bkcache_core::descriptor::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use bkcache_core::factory::{required_attr, Applies, AttributeDoc};
+use bkcache_core::inline::decode_inline;
 use bkcache_core::manifest::{TopLevel, BUILDKIT_MAX_BLOB};
 use bkcache_core::store::{read_small_blob, write_manifest_blobs, BlobEntry, Committed};
 use bkcache_core::{
@@ -175,6 +176,51 @@ impl LocalStore {
             .map_err(|e| Error::io(self.location(), "background task", std::io::Error::other(e)))?
     }
 
+    /// A plain image (or index of images): import its inline cache, as BuildKit's importer does.
+    async fn load_inline(&self, top: TopLevel, mut entry: Descriptor) -> Result<Option<LoadedCache>> {
+        let mut manifests = Vec::new();
+        match top {
+            TopLevel::Manifest(m) => manifests.push(*m),
+            TopLevel::Index(index) => {
+                for child in index.manifests.iter().filter(|d| d.media_type.is_manifest()) {
+                    let what = format!("manifest {} in {}", child.digest, self.root.display());
+                    let bytes = read_small_blob(self, child, MAX_DOCUMENT, &what).await?;
+                    if let TopLevel::Manifest(m) = TopLevel::detect(&bytes, &what)? {
+                        manifests.push(*m);
+                    }
+                }
+            }
+        }
+        let (mut caches, mut warnings, mut config) = (Vec::new(), Vec::new(), None);
+        for m in manifests.iter().filter(|m| !m.layers.is_empty()) {
+            let what = format!("image config {} in {}", m.config.digest, self.root.display());
+            let bytes = read_small_blob(self, &m.config, MAX_DOCUMENT, &what).await?;
+            if let Some((cache, w)) = decode_inline(m, &bytes)? {
+                caches.push(cache);
+                warnings.extend(w);
+                config.get_or_insert_with(|| m.config.clone());
+            }
+        }
+        if caches.is_empty() {
+            return Err(LocalError::PlainImage {
+                path: self.root.clone(),
+                tag: self.tag.clone(),
+            }
+            .into());
+        }
+        if entry.media_type.as_str().is_empty() {
+            entry.media_type = MediaType::OciImageManifest;
+        }
+        entry.annotations.clear();
+        Ok(Some(LoadedCache {
+            cache: AbstractCache::merge(caches),
+            format: CacheFormat::Inline,
+            manifest: entry,
+            config,
+            warnings,
+        }))
+    }
+
     /// The index entry to import.
     async fn select_entry(&self) -> Result<Option<Descriptor>> {
         let Some(index) = self.blocking(|root| layout::read_index(&root)).await? else {
@@ -240,11 +286,7 @@ impl CacheStore for LocalStore {
         let bytes = read_small_blob(self, &entry, MAX_DOCUMENT, &what).await?;
         let top = TopLevel::detect(&bytes, &what)?;
         let Some(cm) = top.cache_manifest() else {
-            return Err(LocalError::PlainImage {
-                path: self.root.clone(),
-                tag: self.tag.clone(),
-            }
-            .into());
+            return self.load_inline(top, entry).await;
         };
         entry.media_type = match &top {
             TopLevel::Manifest(m) => m.media_type.clone().unwrap_or(MediaType::OciImageManifest),

@@ -59,6 +59,16 @@ pub struct LoadedCache {
     pub warnings: Warnings,
 }
 
+/// Identifies a store's service and namespace for server-side copies (see
+/// [`CacheStore::copy_from`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerSide {
+    /// The service, e.g. `registry:127.0.0.1:5000` (same string = same service).
+    pub service: String,
+    /// The namespace in that service, e.g. the repository.
+    pub namespace: String,
+}
+
 /// One blob in a store's listing (for prune and scan).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobEntry {
@@ -105,6 +115,24 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
 
     /// Write the cache's manifest (and config), after every layer blob is in place.
     async fn commit(&self, cache: &AbstractCache, options: &ExportOptions) -> Result<Committed>;
+
+    /// Narrow the cache to what this store will write, before the engine plans blob transfers.
+    /// Default: everything. (The inline store keeps only results over the image's layers.)
+    async fn select(&self, cache: AbstractCache) -> Result<AbstractCache> {
+        Ok(cache)
+    }
+
+    /// Where this store lives, for server-side copies between two stores of one service
+    /// (e.g. a registry's cross-repository mount). Default: none.
+    fn server_side(&self) -> Option<ServerSide> {
+        None
+    }
+
+    /// Copy a blob from `source` (another store of the same service) without streaming it
+    /// through us. `Ok(false)` when not possible; the engine then streams the blob.
+    async fn copy_from(&self, _desc: &Descriptor, _source: &ServerSide) -> Result<bool> {
+        Ok(false)
+    }
 
     /// List blobs (for prune). Default: not supported.
     async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {

@@ -134,6 +134,8 @@ pub struct TargetReport {
     pub blobs_copied: usize,
     /// Blobs that were already there.
     pub blobs_present: usize,
+    /// Of the blobs copied, those the target copied server-side (e.g. a registry mount).
+    pub blobs_server_side: usize,
     /// Bytes transferred.
     pub bytes_copied: u64,
     /// Records in the exported cache.
@@ -275,6 +277,7 @@ pub async fn copy(
             manifest: None,
             blobs_copied: 0,
             blobs_present: 0,
+            blobs_server_side: 0,
             bytes_copied: 0,
             records: 0,
             layers: 0,
@@ -319,7 +322,10 @@ async fn export_one(
     report: &mut TargetReport,
     sink: &mut Warn<'_>,
 ) -> Result<()> {
-    let cache = merged.apply_mode(target.options.mode.unwrap_or(Mode::Max));
+    let cache = target
+        .store
+        .select(merged.apply_mode(target.options.mode.unwrap_or(Mode::Max)))
+        .await?;
     report.records = cache.records.len();
     report.layers = cache.blobs.len();
     let want = target.options.compression;
@@ -373,6 +379,8 @@ async fn export_one(
         let p = progress.clone();
         Arc::new(move |n| p.event(Event::Bytes(n)))
     };
+    let server_side = std::sync::atomic::AtomicUsize::new(0);
+    let server_side = &server_side;
     futures::stream::iter(missing.iter())
         .map(Ok::<_, Error>)
         .try_for_each_concurrent(options.parallelism.max(1), |desc| {
@@ -385,6 +393,18 @@ async fn export_one(
                         digest: desc.digest.clone(),
                         location: "any --from".into(),
                     })?;
+                if let Some(origin) = src.store.server_side() {
+                    if target.store.copy_from(desc, &origin).await? {
+                        server_side.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        counter(desc.size);
+                        progress.event(Event::BlobDone {
+                            target: target.label.clone(),
+                            digest: desc.digest.clone(),
+                            size: desc.size,
+                        });
+                        return Ok(());
+                    }
+                }
                 let stream = src.store.open_blob(desc, 0).await?;
                 let verified = VerifiedStream::new(desc, stream).with_counter(counter.clone());
                 target.store.put_blob(desc, verified).await?;
@@ -398,6 +418,7 @@ async fn export_one(
         })
         .await?;
     report.blobs_copied = missing.len();
+    report.blobs_server_side = server_side.load(std::sync::atomic::Ordering::Relaxed);
     report.bytes_copied = bytes;
 
     let committed = target.store.commit(&cache, &target.options).await?;

@@ -124,11 +124,14 @@ enum DebugCommand {
 
 /// Every backend this binary knows, keyed by `type=`.
 fn backends() -> Backends {
-    Backends::new().with(bkcache_local::LocalFactory)
+    Backends::new()
+        .with(bkcache_local::LocalFactory)
+        .with(bkcache_registry::RegistryFactory)
+        .with(bkcache_registry::InlineFactory)
 }
 
 /// Types BuildKit knows that this build does not implement yet (for a clearer error).
-const PLANNED: &[&str] = &["registry", "inline", "gha", "s3", "azblob"];
+const PLANNED: &[&str] = &["gha", "s3", "azblob"];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -161,7 +164,8 @@ fn init_logging(verbose: u8, quiet: bool) {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BKCACHE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        // rustls-platform-verifier logs certificate failures at ERROR; the error we return says it.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},rustls_platform_verifier=off")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

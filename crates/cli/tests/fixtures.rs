@@ -8,48 +8,6 @@ mod common;
 
 use common::*;
 
-/// (fixture, tag, the --export-cache options BuildKit was run with, minus `dest`)
-const CASES: &[(&str, &str, &str)] = &[
-    ("local-max", "latest", "mode=max"),
-    ("local-min", "latest", "mode=min"),
-    (
-        "local-index",
-        "latest",
-        "mode=max,image-manifest=false,oci-mediatypes=true",
-    ),
-    ("local-docker", "latest", "mode=max,oci-mediatypes=false"),
-    (
-        "local-zstd",
-        "latest",
-        "mode=max,compression=zstd,force-compression=true",
-    ),
-    (
-        "local-uncompressed",
-        "latest",
-        "compression=uncompressed,force-compression=true",
-    ),
-    (
-        "local-estargz",
-        "latest",
-        "compression=estargz,force-compression=true,oci-mediatypes=true",
-    ),
-    ("local-two-tags", "main", "mode=max,tag=main"),
-    ("local-two-tags", "feature", "mode=max,tag=feature"),
-];
-
-fn facts_for(case: &str, tag: &str) -> serde_json::Value {
-    let facts: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("facts.json")).unwrap()).unwrap();
-    facts["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["case"] == case)
-        .and_then(|c| c["tags"].as_array().unwrap().iter().find(|t| t["tag"] == tag))
-        .cloned()
-        .unwrap_or_else(|| panic!("no facts for {case}:{tag}"))
-}
-
 #[test]
 fn every_local_fixture_imports_inspects_verifies_and_reexports_byte_identical() {
     let tmp = tempfile::tempdir().unwrap();

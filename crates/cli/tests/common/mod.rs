@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod token;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -96,4 +98,81 @@ pub fn assert_blobs_intact(root: &Path) {
 
 pub fn blob_path(root: &Path, digest: &str) -> PathBuf {
     root.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
+}
+
+/// A test server's address from `cargo xtask test`. Missing: a failure under CI or
+/// `BKCACHE_REQUIRE_SERVERS`, a loud skip otherwise.
+pub fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("CI").is_some() || std::env::var_os("BKCACHE_REQUIRE_SERVERS").is_some() => {
+            panic!("{var} is not set: this test needs the servers `cargo xtask test` starts")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: {var} is not set; run `cargo xtask test` (or `cargo xtask servers`) to start the servers"
+            );
+            None
+        }
+    }
+}
+
+/// The BuildKit options each local fixture was exported with (minus `dest`).
+pub const CASES: &[(&str, &str, &str)] = &[
+    ("local-max", "latest", "mode=max"),
+    ("local-min", "latest", "mode=min"),
+    (
+        "local-index",
+        "latest",
+        "mode=max,image-manifest=false,oci-mediatypes=true",
+    ),
+    ("local-docker", "latest", "mode=max,oci-mediatypes=false"),
+    (
+        "local-zstd",
+        "latest",
+        "mode=max,compression=zstd,force-compression=true",
+    ),
+    (
+        "local-uncompressed",
+        "latest",
+        "compression=uncompressed,force-compression=true",
+    ),
+    (
+        "local-estargz",
+        "latest",
+        "compression=estargz,force-compression=true,oci-mediatypes=true",
+    ),
+    ("local-two-tags", "main", "mode=max,tag=main"),
+    ("local-two-tags", "feature", "mode=max,tag=feature"),
+];
+
+/// facts.json's entry for a fixture tag.
+pub fn facts_for(case: &str, tag: &str) -> serde_json::Value {
+    let facts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("facts.json")).unwrap()).unwrap();
+    facts["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["case"] == case)
+        .and_then(|c| c["tags"].as_array().unwrap().iter().find(|t| t["tag"] == tag))
+        .cloned()
+        .unwrap_or_else(|| panic!("no facts for {case}:{tag}"))
+}
+
+/// Run bkcache with extra environment variables.
+pub fn bkcache_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bkcache"));
+    cmd.args(args).env_remove("BKCACHE_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run bkcache");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!run.stderr.contains("panicked"), "bkcache panicked: {}", run.stderr);
+    run
 }

@@ -1,0 +1,242 @@
+//! Real servers for the backend tests, on 127.0.0.1 free ports, stopped by PID when dropped.
+//!
+//! | variable | server |
+//! |---|---|
+//! | `BKCACHE_TEST_REGISTRY` | Debian `docker-registry` (CNCF distribution 2.8), plain HTTP, anonymous |
+//! | `BKCACHE_TEST_REGISTRY_TLS` (+ `_CA`, `_USER`, `_PASS`) | the same with TLS (self-signed CA made now) and htpasswd Basic auth |
+//! | `BKCACHE_TEST_REGISTRY_TOKEN` (+ `BKCACHE_TEST_TOKEN_*`) | the same with bearer-token auth; the tests run the token server on `BKCACHE_TEST_TOKEN_PORT`, signing with `BKCACHE_TEST_TOKEN_KEY` |
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Result;
+
+/// Running servers and the variables that tell the tests where they are.
+pub struct Servers {
+    children: Vec<(String, Child)>,
+    pub vars: Vec<(String, String)>,
+    dir: PathBuf,
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for (name, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("servers: stopped {name} (pid {})", child.id());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn sh(cmd: &mut Command) -> Result {
+    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// `GET /v2/` answered with any HTTP status (plain HTTP), or a TCP accept (TLS).
+fn wait_ready(port: u16, http: bool, log: &Path) -> Result {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            if !http {
+                return Ok(());
+            }
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+            let mut buf = [0u8; 12];
+            if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "server on port {port} did not become ready; its log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    ))
+}
+
+impl Servers {
+    fn spawn_registry(&mut self, name: &str, extra_config: &str, http: bool) -> Result<u16> {
+        let port = free_port()?;
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
+        let config = format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp:\n  addr: \"127.0.0.1:{port}\"\n{extra_config}",
+            dir.join("data").display()
+        );
+        let cfg = dir.join("config.yml");
+        std::fs::write(&cfg, config).map_err(|e| e.to_string())?;
+        let log = dir.join("log.txt");
+        let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .map_err(|e| format!("cannot start docker-registry (apt-get install docker-registry): {e}"))?;
+        eprintln!("servers: {name} on 127.0.0.1:{port} (pid {})", child.id());
+        self.children.push((name.to_owned(), child));
+        wait_ready(port, http, &log)?;
+        Ok(port)
+    }
+
+    /// Start every server the tests use.
+    pub fn start() -> Result<Servers> {
+        let dir = std::env::temp_dir().join(format!("bkcache-servers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut s = Servers {
+            children: Vec::new(),
+            vars: Vec::new(),
+            dir: dir.clone(),
+        };
+
+        let port = s.spawn_registry("registry", "", true)?;
+        s.vars
+            .push(("BKCACHE_TEST_REGISTRY".into(), format!("127.0.0.1:{port}")));
+
+        // TLS + htpasswd Basic auth, with a CA made now.
+        let tls = dir.join("tls");
+        std::fs::create_dir_all(&tls).map_err(|e| e.to_string())?;
+        // A CA and a server certificate it signs (rustls refuses a CA certificate as the
+        // server's own, as it should).
+        sh(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=bkcache test CA",
+                "-keyout",
+            ])
+            .arg(tls.join("ca-key.pem"))
+            .arg("-out")
+            .arg(tls.join("ca.pem")))?;
+        sh(Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+            ])
+            .arg(tls.join("key.pem"))
+            .arg("-out")
+            .arg(tls.join("server.csr")))?;
+        std::fs::write(
+            tls.join("ext.cnf"),
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .map_err(|e| e.to_string())?;
+        sh(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(tls.join("server.csr"))
+            .arg("-CA")
+            .arg(tls.join("ca.pem"))
+            .arg("-CAkey")
+            .arg(tls.join("ca-key.pem"))
+            .arg("-CAcreateserial")
+            .arg("-extfile")
+            .arg(tls.join("ext.cnf"))
+            .arg("-out")
+            .arg(tls.join("cert.pem")))?;
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", "bkuser", "bkpass-test"])
+            .output()
+            .map_err(|e| format!("cannot run htpasswd (apt-get install apache2-utils): {e}"))?;
+        std::fs::write(tls.join("htpasswd"), &htpasswd.stdout).map_err(|e| e.to_string())?;
+        let extra = format!(
+            "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: bkcache-test\n    path: {}\n",
+            tls.join("cert.pem").display(),
+            tls.join("key.pem").display(),
+            tls.join("htpasswd").display()
+        );
+        let port = s.spawn_registry("registry-tls", &extra, false)?;
+        s.vars
+            .push(("BKCACHE_TEST_REGISTRY_TLS".into(), format!("127.0.0.1:{port}")));
+        s.vars.push((
+            "BKCACHE_TEST_REGISTRY_TLS_CA".into(),
+            tls.join("ca.pem").display().to_string(),
+        ));
+        s.vars.push(("BKCACHE_TEST_REGISTRY_TLS_USER".into(), "bkuser".into()));
+        s.vars
+            .push(("BKCACHE_TEST_REGISTRY_TLS_PASS".into(), "bkpass-test".into()));
+
+        // Bearer-token auth: the registry trusts tokens signed by this key; the test process
+        // runs the token server on the port given here.
+        let tok = dir.join("token");
+        std::fs::create_dir_all(&tok).map_err(|e| e.to_string())?;
+        sh(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=bkcache-token-issuer",
+                "-keyout",
+            ])
+            .arg(tok.join("key.pem"))
+            .arg("-out")
+            .arg(tok.join("cert.pem")))?;
+        sh(Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
+            .arg(tok.join("key.pem"))
+            .arg("-out")
+            .arg(tok.join("key.p8")))?;
+        sh(Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(tok.join("cert.pem"))
+            .arg("-out")
+            .arg(tok.join("cert.der")))?;
+        let token_port = free_port()?;
+        let extra = format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: bkcache-test-registry\n    issuer: bkcache-test-issuer\n    rootcertbundle: {}\n",
+            tok.join("cert.pem").display()
+        );
+        let port = s.spawn_registry("registry-token", &extra, true)?;
+        s.vars
+            .push(("BKCACHE_TEST_REGISTRY_TOKEN".into(), format!("127.0.0.1:{port}")));
+        s.vars.push(("BKCACHE_TEST_TOKEN_PORT".into(), token_port.to_string()));
+        s.vars.push((
+            "BKCACHE_TEST_TOKEN_KEY".into(),
+            tok.join("key.p8").display().to_string(),
+        ));
+        s.vars.push((
+            "BKCACHE_TEST_TOKEN_CERT".into(),
+            tok.join("cert.der").display().to_string(),
+        ));
+        Ok(s)
+    }
+}
