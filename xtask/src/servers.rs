@@ -22,8 +22,21 @@ pub struct Servers {
 }
 
 impl Drop for Servers {
+    /// SIGTERM each server (dockerd must stop its containerd and unmount), SIGKILL after 15 s.
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            // SAFETY: kill(2) on our own child's PID.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        }
         for (name, child) in &mut self.children {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(15) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
             eprintln!("servers: stopped {name} (pid {})", child.id());
@@ -237,6 +250,73 @@ impl Servers {
             "BKCACHE_TEST_TOKEN_CERT".into(),
             tok.join("cert.der").display().to_string(),
         ));
+        s.start_dockerd()?;
         Ok(s)
+    }
+
+    /// dockerd 20.10 (Debian docker.io) with its built-in BuildKit: the real old peer. It
+    /// trusts the plain registry as insecure. Skipped when dockerd is not installed (the tests
+    /// that need it then fail under CI).
+    fn start_dockerd(&mut self) -> Result {
+        if !Path::new("/usr/sbin/dockerd").exists() {
+            eprintln!(
+                "servers: no /usr/sbin/dockerd (apt-get install docker.io): BuildKit interop tests will fail in CI"
+            );
+            return Ok(());
+        }
+        let plain = self.vars[0].1.clone();
+        let d = self.dir.join("docker");
+        std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+        let log = d.join("log.txt");
+        let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let sock = d.join("docker.sock");
+        let child = Command::new("/usr/sbin/dockerd")
+            .arg("--host")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--data-root")
+            .arg(d.join("root"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("docker.pid"))
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--ip-forward=false",
+                "--ip-masq=false",
+                "--storage-driver=overlay2",
+                "--insecure-registry",
+                &plain,
+            ])
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .map_err(|e| format!("cannot start dockerd: {e}"))?;
+        eprintln!("servers: dockerd on {} (pid {})", sock.display(), child.id());
+        self.children.push(("dockerd".into(), child));
+        let host = format!("unix://{}", sock.display());
+        let start = Instant::now();
+        loop {
+            let ok = Command::new("/usr/bin/docker")
+                .arg("version")
+                .env("DOCKER_HOST", &host)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|st| st.success());
+            if ok {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "dockerd did not start; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.vars.push(("BKCACHE_TEST_DOCKER_HOST".into(), host));
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::fake::{self, Reply};
 use common::*;
 
 fn reg(host: &str, repo: &str) -> String {
@@ -39,16 +40,9 @@ fn every_local_fixture_round_trips_through_the_registry() {
         bkcache(&["verify", &registry_from]).ok();
 
         let out = tmp.path().join(format!("back-{i}"));
-        let r = bkcache(&[
-            "copy",
-            "--from",
-            &registry_from,
-            "--to",
-            &dest(&out, opts),
-            "--json",
-        ])
-        .ok()
-        .json();
+        let r = bkcache(&["copy", "--from", &registry_from, "--to", &dest(&out, opts), "--json"])
+            .ok()
+            .json();
         assert_eq!(
             r["targets"][0]["manifest"]["digest"], want,
             "{case}:{tag} pulled byte-identical"
@@ -414,4 +408,93 @@ fn inline_cache_import_and_export() {
     let r = bkcache(&["inspect", &bare]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("export only"), "{}", r.stderr);
+}
+
+#[test]
+fn oversized_manifest_is_refused() {
+    let (addr, _) = fake::serve(|_, path, _| match path {
+        "/v2/" => Reply::new(200, "{}"),
+        _ => Reply::new(200, vec![b' '; 5 << 20]).header("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+    });
+    let r = bkcache(&["inspect", &reg(&addr, "big/x:t")]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("too large") && r.stderr.contains("5242880 bytes > limit 4194304"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn retries_honour_retry_after_and_give_up_with_a_clear_error() {
+    let manifest = std::fs::read(blob_path(
+        &fixture_cache("local-max"),
+        &facts_for("local-max", "latest")["manifest_digest"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    ))
+    .unwrap();
+    let config = std::fs::read(blob_path(
+        &fixture_cache("local-max"),
+        "sha256:69f9d08aca7363311b8dc19aa453e7962e95ef402280bf0f38960c7407ed5770",
+    ))
+    .unwrap();
+    // 429 (Retry-After: 1) then 503 once, then the real answers.
+    let (addr, seen) = fake::serve(move |_, path, n| {
+        if path == "/v2/" {
+            return Reply::new(200, "{}");
+        }
+        if path.contains("/manifests/") {
+            return match n {
+                1 => Reply::new(429, "slow down").header("Retry-After", "1"),
+                2 => Reply::new(503, "busy"),
+                _ => Reply::new(200, manifest.clone())
+                    .header("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+            };
+        }
+        if path.ends_with("69f9d08aca7363311b8dc19aa453e7962e95ef402280bf0f38960c7407ed5770") {
+            return Reply::new(200, config.clone());
+        }
+        Reply::new(404, "")
+    });
+    let start = std::time::Instant::now();
+    let s = bkcache(&["inspect", &reg(&addr, "retry/x:t"), "--json"]).ok().json();
+    assert_eq!(s["records"], 13);
+    assert!(
+        start.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+    let manifest_gets = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, p)| m == "GET" && p.contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_gets, 3);
+
+    // A server that always fails: bounded attempts, then the status and body in the error.
+    let (addr, seen) = fake::serve(|_, path, _| {
+        if path == "/v2/" {
+            Reply::new(200, "{}")
+        } else {
+            Reply::new(500, "internal trouble")
+        }
+    });
+    let r = bkcache(&["inspect", &reg(&addr, "down/x:t")]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("unexpected HTTP 500: internal trouble"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, p)| p.contains("/manifests/"))
+            .count(),
+        5,
+        "5 attempts"
+    );
 }
