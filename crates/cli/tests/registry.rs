@@ -429,10 +429,7 @@ fn oversized_manifest_is_refused() {
 fn retries_honour_retry_after_and_give_up_with_a_clear_error() {
     let manifest = std::fs::read(blob_path(
         &fixture_cache("local-max"),
-        &facts_for("local-max", "latest")["manifest_digest"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
+        facts_for("local-max", "latest")["manifest_digest"].as_str().unwrap(),
     ))
     .unwrap();
     let config = std::fs::read(blob_path(
