@@ -495,3 +495,70 @@ fn retries_honour_retry_after_and_give_up_with_a_clear_error() {
         "5 attempts"
     );
 }
+
+#[test]
+fn large_blobs_upload_in_chunks_and_a_corrupt_one_is_never_committed() {
+    let Some(host) = server("BKCACHE_TEST_REGISTRY") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("big");
+    // One 70 MiB blob: three PATCH chunks (32 + 32 + 6 MiB) then the closing PUT.
+    let manifest = bkcache(&[
+        "debug",
+        "generate",
+        "--to",
+        &dest(&source, ""),
+        "--blobs",
+        "1",
+        "--bytes",
+        &(70u64 << 20).to_string(),
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_owned();
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let target = reg(&host, &format!("chunks/big{run}:c"));
+    let r = bkcache(&["copy", "--from", &src(&source), "--to", &target, "--json"])
+        .ok()
+        .json();
+    assert_eq!(r["targets"][0]["manifest"]["digest"].as_str(), Some(manifest.as_str()));
+    bkcache(&["verify", &target]).ok();
+
+    // The same blob with one byte flipped near the end: the upload is cancelled, no tag.
+    let s = bkcache(&["inspect", &src(&source), "--json"]).ok().json();
+    let layer = s["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let path = blob_path(&source, &layer);
+    let mut perm = std::fs::metadata(&path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&path, perm).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let bad = reg(&host, &format!("chunks/bad{run}:c"));
+    let r = bkcache(&["copy", "--from", &src(&source), "--to", &bad]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("corrupt") && r.stderr.contains(&layer),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(bkcache(&["inspect", &bad]).code, 1, "no tag was created");
+    let head = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-I"])
+        .arg(format!("http://{host}/v2/chunks/bad{run}/blobs/{layer}"))
+        .output();
+    if let Ok(out) = head {
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "404",
+            "the corrupt blob never became visible"
+        );
+    }
+}
