@@ -9,6 +9,8 @@
 //! | `cargo xtask bench` | copy a generated 1 GiB / 200-blob cache, next to `cp -r`; MB/s and peak memory |
 
 mod servers;
+mod servers_azurite;
+mod servers_s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

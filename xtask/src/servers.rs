@@ -16,9 +16,9 @@ use crate::Result;
 
 /// Running servers and the variables that tell the tests where they are.
 pub struct Servers {
-    children: Vec<(String, Child)>,
+    pub(crate) children: Vec<(String, Child)>,
     pub vars: Vec<(String, String)>,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl Drop for Servers {
@@ -45,12 +45,12 @@ impl Drop for Servers {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
-fn sh(cmd: &mut Command) -> Result {
+pub(crate) fn sh(cmd: &mut Command) -> Result {
     let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if out.status.success() {
         Ok(())
@@ -60,7 +60,7 @@ fn sh(cmd: &mut Command) -> Result {
 }
 
 /// `GET /v2/` answered with any HTTP status (plain HTTP), or a TCP accept (TLS).
-fn wait_ready(port: u16, http: bool, log: &Path) -> Result {
+pub(crate) fn wait_ready(port: u16, http: bool, log: &Path) -> Result {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
@@ -251,6 +251,8 @@ impl Servers {
             tok.join("cert.der").display().to_string(),
         ));
         s.start_dockerd()?;
+        crate::servers_s3::start(&mut s)?;
+        crate::servers_azurite::start(&mut s)?;
         Ok(s)
     }
 
