@@ -108,6 +108,15 @@ impl Servers {
         Ok(port)
     }
 
+    /// Whether `BKCACHE_SERVERS` (a comma list: registry, docker, s3, azurite; default: all)
+    /// asks for this server. For running one backend's tests by hand.
+    pub(crate) fn wanted(name: &str) -> bool {
+        match std::env::var("BKCACHE_SERVERS") {
+            Ok(list) if !list.trim().is_empty() => list.split(',').any(|n| n.trim() == name),
+            _ => true,
+        }
+    }
+
     /// Start every server the tests use.
     pub fn start() -> Result<Servers> {
         let dir = std::env::temp_dir().join(format!("bkcache-servers-{}", std::process::id()));
@@ -119,6 +128,24 @@ impl Servers {
             dir: dir.clone(),
         };
 
+        if Self::wanted("registry") {
+            s.start_registries()?;
+        }
+        if Self::wanted("docker") && Self::wanted("registry") {
+            s.start_dockerd()?;
+        }
+        if Self::wanted("s3") {
+            crate::servers_s3::start(&mut s)?;
+        }
+        if Self::wanted("azurite") {
+            crate::servers_azurite::start(&mut s)?;
+        }
+        Ok(s)
+    }
+
+    fn start_registries(&mut self) -> Result {
+        let s = self;
+        let dir = s.dir.clone();
         let port = s.spawn_registry("registry", "", true)?;
         s.vars
             .push(("BKCACHE_TEST_REGISTRY".into(), format!("127.0.0.1:{port}")));
@@ -250,10 +277,7 @@ impl Servers {
             "BKCACHE_TEST_TOKEN_CERT".into(),
             tok.join("cert.der").display().to_string(),
         ));
-        s.start_dockerd()?;
-        crate::servers_s3::start(&mut s)?;
-        crate::servers_azurite::start(&mut s)?;
-        Ok(s)
+        Ok(())
     }
 
     /// dockerd 20.10 (Debian docker.io) with its built-in BuildKit: the real old peer. It
