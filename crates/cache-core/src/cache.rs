@@ -382,6 +382,24 @@ impl AbstractCache {
         warnings
     }
 
+    /// Replace blobs (e.g. after recompression): every chain naming an old digest names the new
+    /// descriptor's digest instead, and the descriptors are swapped.
+    pub fn replace_blobs(&mut self, map: HashMap<Digest, Descriptor>) {
+        for rec in &mut self.records {
+            for res in &mut rec.results {
+                for b in &mut res.blobs {
+                    if let Some(new) = map.get(b) {
+                        *b = new.digest.clone();
+                    }
+                }
+            }
+        }
+        for (old, new) in map {
+            self.blobs.remove(&old);
+            self.blobs.insert(new.digest.clone(), new);
+        }
+    }
+
     /// Remove descriptors no result names.
     pub fn prune_blobs(&mut self) {
         let used: HashSet<Digest> = self

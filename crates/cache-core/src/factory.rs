@@ -124,7 +124,7 @@ pub const MANIFEST_EXPORT_ATTRIBUTES: &[AttributeDoc] = &[
         name: "compression-level",
         applies: Applies::Export,
         default: "-",
-        meaning: "0-9 (gzip, estargz) or 0-22 (zstd)",
+        meaning: "-2..9 (gzip, estargz) or 0..22 (zstd, mapped to 4 speeds as BuildKit does)",
         secret: false,
     },
     AttributeDoc {

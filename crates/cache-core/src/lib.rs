@@ -40,10 +40,11 @@
 //!
 //! ## What it deliberately does not do
 //! No network or file I/O (stores do that), no async runtime (futures only), no cloud SDK.
-//! Recompression (`force-compression`) is not implemented yet: the engine reports it.
+//! Recompression (`force-compression`) needs scratch space from the caller ([`compression::Scratch`]).
 
 pub mod annotated;
 pub mod cache;
+pub mod compression;
 pub mod config;
 pub mod descriptor;
 pub mod digest;

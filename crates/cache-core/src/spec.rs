@@ -389,7 +389,7 @@ impl ExportOptions {
         if let Some(v) = attrs.get("compression-level") {
             let range = match o.compression {
                 LayerCompression::Zstd => 0..=22,
-                _ => 0..=9,
+                _ => -2..=9,
             };
             let level = v
                 .parse::<i32>()
@@ -500,7 +500,7 @@ mod tests {
         for (k, v, want) in [
             ("mode", "maximum", "expected min or max"),
             ("compression", "lz4", "unsupported compression type"),
-            ("compression-level", "x", "expected an integer from 0 to 9"),
+            ("compression-level", "x", "expected an integer from -2 to 9"),
             ("oci-mediatypes", "yes", "expected a boolean"),
             ("ignore-error", "maybe", "expected a boolean"),
         ] {

@@ -8,6 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::cache::{AbstractCache, Mode};
+use crate::compression::{convert_stream, Scratch, Target as ConvertTarget, DEFAULT_MAX_UNCOMPRESSED};
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -95,15 +96,34 @@ pub struct Target {
 }
 
 /// Engine settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CopyOptions {
     /// Blobs transferred (and checked) at once, per target. Default 4, as BuildKit.
     pub parallelism: usize,
+    /// Where converted layers are spooled (`force-compression`); without it, conversion is an
+    /// error. The CLI gives temporary files.
+    pub scratch: Option<Arc<dyn Scratch>>,
+    /// Bound on a layer's uncompressed size while converting.
+    pub max_uncompressed: u64,
+}
+
+impl std::fmt::Debug for CopyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyOptions")
+            .field("parallelism", &self.parallelism)
+            .field("scratch", &self.scratch.is_some())
+            .field("max_uncompressed", &self.max_uncompressed)
+            .finish()
+    }
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        CopyOptions { parallelism: 4 }
+        CopyOptions {
+            parallelism: 4,
+            scratch: None,
+            max_uncompressed: DEFAULT_MAX_UNCOMPRESSED,
+        }
     }
 }
 
@@ -136,6 +156,8 @@ pub struct TargetReport {
     pub blobs_present: usize,
     /// Of the blobs copied, those the target copied server-side (e.g. a registry mount).
     pub blobs_server_side: usize,
+    /// Layers recompressed (`force-compression`).
+    pub blobs_converted: usize,
     /// Bytes transferred.
     pub bytes_copied: u64,
     /// Records in the exported cache.
@@ -278,6 +300,7 @@ pub async fn copy(
             blobs_copied: 0,
             blobs_present: 0,
             blobs_server_side: 0,
+            blobs_converted: 0,
             bytes_copied: 0,
             records: 0,
             layers: 0,
@@ -329,23 +352,59 @@ async fn export_one(
     report.records = cache.records.len();
     report.layers = cache.blobs.len();
     let want = target.options.compression;
-    let differ: Vec<&Descriptor> = cache
+    let differ: Vec<Descriptor> = cache
         .blobs
         .values()
         .filter(|d| d.compression_name() != want.as_str())
+        .cloned()
         .collect();
+    let mut cache = cache;
     if target.options.force_compression && !differ.is_empty() {
-        return Err(Error::NotImplemented {
-            feature: format!(
-                "force-compression={} for {} layer(s) in other compressions (e.g. {} is {}): recompression",
-                want.as_str(),
-                differ.len(),
-                differ[0].digest,
-                differ[0].compression_name()
-            ),
-        });
-    }
-    if !target.options.force_compression && target.options.compression_explicit && !differ.is_empty() {
+        let scratch = options.scratch.clone().ok_or_else(|| Error::NotImplemented {
+            feature: "force-compression without scratch space (CopyOptions::scratch)".into(),
+        })?;
+        let to = ConvertTarget {
+            compression: want,
+            level: target.options.compression_level,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let counter: ByteCounter = {
+            let p = progress.clone();
+            Arc::new(move |n| p.event(Event::Bytes(n)))
+        };
+        let converted: Vec<(Digest, Descriptor)> =
+            futures::stream::iter(differ.iter())
+                .map(|desc| {
+                    let scratch = scratch.clone();
+                    let counter = counter.clone();
+                    async move {
+                        let src = owner.get(&desc.digest).and_then(|&i| sources.get(i)).ok_or_else(|| {
+                            Error::BlobNotFound {
+                                digest: desc.digest.clone(),
+                                location: "any --from".into(),
+                            }
+                        })?;
+                        let stream = src.store.open_blob(desc, 0).await?;
+                        let (new, file) =
+                            convert_stream(desc, stream, to, scratch.as_ref(), options.max_uncompressed).await?;
+                        if target.store.blob_size(&new.digest).await? != Some(new.size) {
+                            let verified = VerifiedStream::new(&new, file.into_stream()?).with_counter(counter);
+                            target.store.put_blob(&new, verified).await?;
+                        }
+                        progress.event(Event::BlobDone {
+                            target: target.label.clone(),
+                            digest: new.digest.clone(),
+                            size: new.size,
+                        });
+                        Ok::<_, Error>((desc.digest.clone(), new))
+                    }
+                })
+                .buffer_unordered(options.parallelism.min(cores).max(1))
+                .try_collect()
+                .await?;
+        report.blobs_converted = converted.len();
+        cache.replace_blobs(converted.into_iter().collect());
+    } else if !target.options.force_compression && target.options.compression_explicit && !differ.is_empty() {
         sink.warn(format!(
             "{}: compression={} applies to new blobs only; {} copied layer(s) keep their compression (add force-compression=true to convert)",
             target.label,

@@ -14,6 +14,7 @@
 
 mod output;
 mod progress;
+mod scratch;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -70,6 +71,12 @@ struct CopyArgs {
     /// Blobs transferred at once per target.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     parallelism: u16,
+    /// Directory for layers being recompressed (force-compression); default: the temp dir.
+    #[arg(long, value_name = "DIR")]
+    scratch_dir: Option<std::path::PathBuf>,
+    /// Refuse to recompress a layer whose uncompressed size exceeds this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = bkcache_core::compression::DEFAULT_MAX_UNCOMPRESSED)]
+    max_uncompressed: u64,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -256,6 +263,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let progress = Arc::new(progress::Bars::new(quiet));
             let options = CopyOptions {
                 parallelism: args.parallelism as usize,
+                scratch: Some(Arc::new(scratch::TempScratch {
+                    dir: args.scratch_dir.unwrap_or_else(std::env::temp_dir),
+                })),
+                max_uncompressed: args.max_uncompressed,
             };
             let report = transfer::copy(&sources, &targets, &options, progress.clone()).await?;
             progress.finish();
