@@ -257,6 +257,7 @@ fn dependency_names_in(toml: &str, sections: &[&str]) -> Vec<String> {
 struct Measured {
     wall: Duration,
     max_rss_kib: u64,
+    cpu: Duration,
 }
 
 /// Run a command and measure wall time and peak RSS (`wait4` rusage).
@@ -273,15 +274,98 @@ fn measure(cmd: &mut Command) -> Result<Measured> {
     if r != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         return Err(format!("{} failed (wait status {status})", show(cmd)));
     }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
     Ok(Measured {
         wall,
         max_rss_kib: usage.ru_maxrss as u64,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
     })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// Layer conversion (force-compression) next to the gzip and zstd command-line tools on the
+/// same bytes, in the same run. MiB/s per CPU-second = uncompressed MiB / (user + sys time).
+fn bench_compression(bin: &Path, work: &Path, quick: bool) -> Result<String> {
+    let bytes: u64 = if quick { 64 << 20 } else { 256 << 20 };
+    let mib = bytes as f64 / (1u64 << 20) as f64;
+    let src = work.join("c-src");
+    run(Command::new(bin).args([
+        "debug",
+        "generate",
+        "--compressible",
+        "--to",
+        &format!("type=local,dest={}", src.display()),
+        "--blobs",
+        "64",
+        "--bytes",
+        &bytes.to_string(),
+    ]))?;
+    let blobs = |dir: &Path| -> Result<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+            .map_err(|e| e.to_string())?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.metadata().map(|m| m.len() > 100_000).unwrap_or(false))
+            .map(|e| format!("'{}'", e.path().display()))
+            .collect();
+        names.sort();
+        Ok(names.join(" "))
+    };
+    let convert = |from: &Path, to: &str, opts: &str| -> Result<Measured> {
+        let out = work.join(to);
+        let _ = std::fs::remove_dir_all(&out);
+        measure(Command::new(bin).args([
+            "copy",
+            "-q",
+            "--from",
+            &format!("type=local,src={}", from.display()),
+            "--to",
+            &format!("type=local,dest={},{opts}", out.display()),
+        ]))
+    };
+    let peer = |script: String| measure(Command::new("sh").arg("-c").arg(script));
+    let raw = blobs(&src)?;
+    let mut rows = Vec::new();
+    let gz = convert(&src, "c-gz", "compression=gzip,force-compression=true")?;
+    let gz_peer = peer(format!("cat {raw} | gzip -6 > /dev/null"))?;
+    rows.push(("uncompressed -> gzip (level 6)", gz, "gzip -6", gz_peer));
+    let zs = convert(&src, "c-zst", "compression=zstd,force-compression=true")?;
+    let zs_peer = peer(format!("cat {raw} | zstd -q -3 -T0 > /dev/null"))?;
+    rows.push(("uncompressed -> zstd (level 3)", zs, "zstd -3 -T0", zs_peer));
+    let gz_blobs = blobs(&work.join("c-gz"))?;
+    let zst_blobs = blobs(&work.join("c-zst"))?;
+    let g2z = convert(&work.join("c-gz"), "c-g2z", "compression=zstd,force-compression=true")?;
+    let g2z_peer = peer(format!(
+        "for f in {gz_blobs}; do gzip -dc \"$f\"; done | zstd -q -3 -T0 > /dev/null"
+    ))?;
+    rows.push(("gzip -> zstd", g2z, "gzip -dc | zstd -3 -T0", g2z_peer));
+    let z2g = convert(&work.join("c-zst"), "c-z2g", "compression=gzip,force-compression=true")?;
+    let z2g_peer = peer(format!(
+        "for f in {zst_blobs}; do zstd -q -dc \"$f\"; done | gzip -6 > /dev/null"
+    ))?;
+    rows.push(("zstd -> gzip", z2g, "zstd -dc | gzip -6", z2g_peer));
+    let mut out = format!(
+        "layer conversion, {mib:.0} MiB of text-like layers (64 blobs); bkcache reads and writes OCI layouts (verify + fsync), peers pipe to /dev/null\n\
+         | conversion | bkcache MiB/s | bkcache MiB/s per CPU-s | peer | peer MiB/s | peer MiB/s per CPU-s | ratio per CPU-s |\n|---|---|---|---|---|---|---|\n"
+    );
+    for (what, b, peer_name, p) in rows {
+        let per = |m: &Measured| mib / m.cpu.as_secs_f64().max(1e-9);
+        out.push_str(&format!(
+            "| {what} | {:.0} | {:.0} | {peer_name} | {:.0} | {:.0} | {:.2} |\n",
+            mib / b.wall.as_secs_f64(),
+            per(&b),
+            mib / p.wall.as_secs_f64(),
+            per(&p),
+            per(&b) / per(&p)
+        ));
+    }
+    for d in ["c-src", "c-gz", "c-zst", "c-g2z", "c-z2g"] {
+        let _ = std::fs::remove_dir_all(work.join(d));
+    }
+    Ok(out)
 }
 
 /// Copy a generated cache with bkcache and with `cp -r` in the same run; report MiB/s, the
@@ -342,6 +426,7 @@ fn bench(args: &[String]) -> Result {
         let _ = std::fs::remove_dir_all(&out);
     }
     let (cp, cp_sync, bk) = (median(cp), median(cp_sync), median(bk));
+    let compression = bench_compression(&bin, &work, quick)?;
     let report = format!(
         "bkcache bench: local -> local copy of {blobs} blobs, {mib:.0} MiB (median of {rounds} rounds, warm page cache)\n\
          | tool | MiB/s | ratio bkcache/tool |\n|---|---|---|\n\
@@ -353,6 +438,7 @@ fn bench(args: &[String]) -> Result {
         bk / cp_sync,
         rss as f64 / 1024.0
     );
+    let report = format!("{report}\n{compression}");
     print!("{report}");
     std::fs::write(work.join("report.md"), &report).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&src);

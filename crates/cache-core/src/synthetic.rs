@@ -27,7 +27,45 @@ pub struct SyntheticSpec {
     pub total_bytes: u64,
     /// Seed for the content.
     pub seed: u64,
+    /// Text-like content (compresses about 3x) instead of incompressible bytes, for
+    /// compression benchmarks.
+    pub compressible: bool,
 }
+
+const WORDS: [&str; 32] = [
+    "layer",
+    "cache",
+    "build",
+    "record",
+    "blob",
+    "digest",
+    "manifest",
+    "index",
+    "config",
+    "result",
+    "chain",
+    "export",
+    "import",
+    "registry",
+    "bucket",
+    "container",
+    "scope",
+    "tag",
+    "gzip",
+    "zstd",
+    "tar",
+    "file",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "for",
+    "on",
+    "with",
+    "as",
+];
 
 fn blob_size(spec: &SyntheticSpec, i: usize) -> u64 {
     let n = spec.blobs.max(1) as u64;
@@ -44,15 +82,22 @@ pub fn blob_stream(spec: &SyntheticSpec, i: usize) -> BlobStream {
     let size = blob_size(spec, i);
     let mut state = spec.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let chunks = (size as usize).div_ceil(CHUNK);
+    let text = spec.compressible;
     Box::pin(futures::stream::iter(0..chunks).map(move |c| {
         let len = (size as usize - c * CHUNK).min(CHUNK);
-        let mut buf = Vec::with_capacity(len + 8);
+        let mut buf = Vec::with_capacity(len + 16);
         while buf.len() < len {
             // xorshift64*
             state ^= state >> 12;
             state ^= state << 25;
             state ^= state >> 27;
-            buf.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+            let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            if text {
+                buf.extend_from_slice(WORDS[(r & 31) as usize].as_bytes());
+                buf.push(if r >> 60 == 0 { b'\n' } else { b' ' });
+            } else {
+                buf.extend_from_slice(&r.to_le_bytes());
+            }
         }
         buf.truncate(len);
         Ok(Bytes::from(buf))

@@ -126,6 +126,9 @@ enum DebugCommand {
         /// Content seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Text-like, compressible content (for compression benchmarks).
+        #[arg(long)]
+        compressible: bool,
     },
 }
 
@@ -310,7 +313,14 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Debug {
-            command: DebugCommand::Generate { to, blobs, bytes, seed },
+            command:
+                DebugCommand::Generate {
+                    to,
+                    blobs,
+                    bytes,
+                    seed,
+                    compressible,
+                },
         } => {
             let spec = parse_one(&to)?;
             check_type(&backends, &spec)?;
@@ -321,6 +331,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                     blobs,
                     total_bytes: bytes,
                     seed,
+                    compressible,
                 },
                 &t.options,
             )
