@@ -122,6 +122,22 @@ pub(crate) fn put_tag(root: &Path, manifest: &Descriptor, tag: &str) -> Result<(
     write_atomic(&path, &index.to_bytes()?)
 }
 
+/// Remove every `index.json` entry named `tag`. Call under the lock.
+pub(crate) fn remove_tag(root: &Path, tag: &str) -> Result<bool> {
+    let Some(mut index) = read_index(root)? else {
+        return Ok(false);
+    };
+    let before = index.manifests.len();
+    index
+        .manifests
+        .retain(|d| d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(tag));
+    if index.manifests.len() == before {
+        return Ok(false);
+    }
+    write_atomic(&root.join("index.json"), &index.to_bytes()?)?;
+    Ok(true)
+}
+
 /// Every digest reachable from the index entries (manifests, indexes, configs, layers).
 pub(crate) fn reachable(root: &Path, index: &Index) -> Result<HashSet<Digest>> {
     let mut seen = HashSet::new();

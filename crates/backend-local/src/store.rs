@@ -455,6 +455,36 @@ impl CacheStore for LocalStore {
         })
     }
 
+    fn tag(&self) -> Option<String> {
+        self.digest.is_none().then(|| self.tag.clone())
+    }
+
+    async fn tags(&self) -> Result<Vec<String>> {
+        let index = self.blocking(|root| layout::read_index(&root)).await?;
+        Ok(index
+            .map(|i| {
+                i.manifests
+                    .iter()
+                    .filter_map(|d| d.annotations.get(ANNOTATION_REF_NAME).cloned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn remove_tag(&self, tag: &str) -> Result<()> {
+        let tag = tag.to_owned();
+        self.blocking(move |root| layout::with_index_lock(&root, || layout::remove_tag(&root, &tag).map(|_| ())))
+            .await
+    }
+
+    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
+        self.blocking(|root| match layout::read_index(&root)? {
+            Some(index) => layout::reachable(&root, &index),
+            None => Ok(Default::default()),
+        })
+        .await
+    }
+
     async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
         let dir = self.root.join("blobs/sha256");
         self.blocking(move |_| {

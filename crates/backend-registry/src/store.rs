@@ -501,6 +501,75 @@ impl CacheStore for RegistryStore {
         })
     }
 
+    fn tag(&self) -> Option<String> {
+        let r = self.client.reference();
+        r.digest.is_none().then(|| r.tag.clone()).flatten()
+    }
+
+    async fn tags(&self) -> Result<Vec<String>> {
+        let url = self.client.url("tags/list?n=10000").await?;
+        let resp = self.client.send(Method::GET, &url, HeaderMap::new(), None).await?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if !status.is_success() {
+            return Err(Self::status_error("GET", &url, status, body_start(resp).await));
+        }
+        let v: serde_json::Value = crate::client::JsonValue::json_value(resp, &url).await?;
+        Ok(v["tags"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default())
+    }
+
+    /// Untag a cache: delete its manifest by digest. Refuses plain images, and manifests another
+    /// tag also points at (deleting by digest would remove that tag too).
+    async fn remove_tag(&self, tag: &str) -> Result<()> {
+        let Some((desc, bytes)) = self.get_manifest(tag).await? else {
+            return Ok(());
+        };
+        let top = TopLevel::detect(&bytes, &format!("manifest {tag}"))?;
+        if top.cache_manifest().is_none() {
+            return Err(RegistryError::Protocol {
+                url: self.location(),
+                reason: format!("tag {tag:?} is an image, not a cache; not removed"),
+            }
+            .into());
+        }
+        for other in self.tags().await? {
+            if other == tag {
+                continue;
+            }
+            let url = self.client.url(&format!("manifests/{other}")).await?;
+            let head = self
+                .client
+                .send(Method::HEAD, &url, header("accept", MANIFEST_ACCEPT), None)
+                .await?;
+            if head
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                == Some(desc.digest.as_str())
+            {
+                return Err(RegistryError::Protocol {
+                    url: self.location(),
+                    reason: format!(
+                        "tag {tag:?} shares manifest {} with tag {other:?}; not removed",
+                        desc.digest
+                    ),
+                }
+                .into());
+            }
+        }
+        let url = self.client.url(&format!("manifests/{}", desc.digest)).await?;
+        let resp = self.client.send(Method::DELETE, &url, HeaderMap::new(), None).await?;
+        match resp.status() {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s => Err(Self::status_error("DELETE", &url, s, body_start(resp).await)),
+        }
+    }
+
     fn server_side(&self) -> Option<ServerSide> {
         let r = self.client.reference();
         Some(ServerSide {

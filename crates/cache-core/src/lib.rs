@@ -53,6 +53,7 @@ pub mod factory;
 pub mod gojson;
 pub mod inline;
 pub mod inspect;
+pub mod lifecycle;
 pub mod manifest;
 pub mod media_type;
 pub mod spec;

@@ -134,6 +134,38 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
         Ok(false)
     }
 
+    /// Every blob some manifest at this location references (all tags of a local layout, all
+    /// names under an object store's manifests prefix), for prune. Default: not supported.
+    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
+        Err(Error::Unsupported {
+            location: self.location(),
+            operation: "listing the manifests of this location".into(),
+        })
+    }
+
+    /// This store's own tag or name (what it loads and commits), when it has one.
+    fn tag(&self) -> Option<String> {
+        None
+    }
+
+    /// The tags (local `index.json` names, registry tags, object-store names) at this location.
+    /// Default: not supported.
+    async fn tags(&self) -> Result<Vec<String>> {
+        Err(Error::Unsupported {
+            location: self.location(),
+            operation: "listing tags".into(),
+        })
+    }
+
+    /// Remove one tag's cache manifest from this location (its blobs are left for prune's
+    /// garbage collection). Default: not supported.
+    async fn remove_tag(&self, _tag: &str) -> Result<()> {
+        Err(Error::Unsupported {
+            location: self.location(),
+            operation: "removing tags".into(),
+        })
+    }
+
     /// List blobs (for prune). Default: not supported.
     async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
         Err(Error::Unsupported {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use bkcache_core::synthetic::{generate, SyntheticSpec};
 use bkcache_core::transfer::{self, CopyOptions, Source, Target};
-use bkcache_core::{inspect, Backends, CacheSpec, Env, Error};
+use bkcache_core::{inspect, lifecycle, Backends, CacheSpec, Env, Error};
 use clap::{Args, Parser, Subcommand};
 
 /// Exit code: the command line or a cache option is wrong.
@@ -50,6 +50,10 @@ enum Command {
     Inspect(InspectArgs),
     /// Check that every blob of a cache is present with the right digest and size.
     Verify(VerifyArgs),
+    /// Drop old results, fit a size, remove other tags; then delete blobs no manifest references.
+    Prune(PruneArgs),
+    /// Compare two caches: shared and unique layers, bytes and records.
+    Diff(DiffArgs),
     /// List the cache types and their attributes.
     Backends(JsonArg),
     /// Developer tools (benchmarks, tests).
@@ -98,6 +102,41 @@ struct VerifyArgs {
     /// Blobs read at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     parallelism: u16,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct PruneArgs {
+    /// The cache, as buildx --cache-from (its tag/name is rewritten when results are dropped).
+    spec: String,
+    /// Drop results created longer ago than this (e.g. 7d, 36h).
+    #[arg(long, value_name = "DURATION")]
+    keep_duration: Option<String>,
+    /// Then drop the oldest results until the layers fit (e.g. 5GB, 500MiB).
+    #[arg(long, value_name = "SIZE")]
+    keep_storage: Option<String>,
+    /// Keep only these tags (comma separated) at the location; remove the others.
+    #[arg(long, value_name = "TAGS", value_delimiter = ',')]
+    keep_tags: Option<Vec<String>>,
+    /// Keep unreferenced blobs younger than this: a concurrent export may be about to use them.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    min_age: String,
+    /// Report what would be dropped and deleted, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct DiffArgs {
+    /// Cache A, as buildx --cache-from.
+    a: String,
+    /// Cache B, as buildx --cache-from.
+    b: String,
     /// Print JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -301,12 +340,47 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 hint: String::new(),
             })?;
             let report = inspect::verify(store.as_ref(), &loaded, args.parallelism as usize).await;
-            output::verify_report(&store.location(), &loaded, &report, args.json)?;
+            output::verify_report(&store.location(), &loaded, &report, args.json, quiet)?;
             Ok(if report.problems.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_PROBLEMS)
             })
+        }
+        Command::Prune(args) => {
+            let spec = parse_one(&args.spec)?;
+            check_type(&backends, &spec)?;
+            let store = backends.open_source(&spec, &env)?;
+            let policy = lifecycle::PrunePolicy {
+                keep_duration: args
+                    .keep_duration
+                    .as_deref()
+                    .map(lifecycle::parse_duration)
+                    .transpose()?,
+                keep_storage: args.keep_storage.as_deref().map(lifecycle::parse_size).transpose()?,
+                now: None,
+                keep_tags: args.keep_tags,
+            };
+            let min_age = lifecycle::parse_duration(&args.min_age)?;
+            let report = lifecycle::prune(store.as_ref(), &policy, min_age, args.dry_run).await?;
+            output::prune_report(&report, args.json, quiet)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff(args) => {
+            let mut caches = Vec::new();
+            for s in [&args.a, &args.b] {
+                let spec = parse_one(s)?;
+                check_type(&backends, &spec)?;
+                let store = backends.open_source(&spec, &env)?;
+                let loaded = store.load().await?.ok_or_else(|| Error::CacheNotFound {
+                    location: store.location(),
+                    hint: String::new(),
+                })?;
+                caches.push(loaded.cache);
+            }
+            let report = lifecycle::diff(&caches[0], &caches[1]);
+            output::diff_report(&report, args.json)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Backends(args) => {
             output::backends(&backends, args.json)?;

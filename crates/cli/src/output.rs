@@ -115,7 +115,13 @@ struct VerifyJson<'a> {
     warnings: &'a [String],
 }
 
-pub fn verify_report(location: &str, loaded: &LoadedCache, r: &VerifyReport, json: bool) -> Result<(), Error> {
+pub fn verify_report(
+    location: &str,
+    loaded: &LoadedCache,
+    r: &VerifyReport,
+    json: bool,
+    quiet: bool,
+) -> Result<(), Error> {
     if json {
         return print_json(&VerifyJson {
             location,
@@ -132,6 +138,9 @@ pub fn verify_report(location: &str, loaded: &LoadedCache, r: &VerifyReport, jso
         eprintln!("problem: {}: {}", p.digest, p.problem);
     }
     if r.problems.is_empty() {
+        if quiet {
+            return Ok(());
+        }
         println!(
             "{location}: ok: manifest {}, {} blobs ({}) verified",
             loaded.manifest.digest,
@@ -184,5 +193,69 @@ pub fn backends(backends: &Backends, json: bool) -> Result<(), Error> {
         }
         println!();
     }
+    Ok(())
+}
+
+pub fn prune_report(r: &bkcache_core::lifecycle::PruneReport, json: bool, quiet: bool) -> Result<(), Error> {
+    if json {
+        return print_json(r);
+    }
+    for n in &r.notes {
+        warn(quiet, n);
+    }
+    if quiet {
+        return Ok(());
+    }
+    let verb = if r.dry_run { "would drop" } else { "dropped" };
+    let s = &r.selection;
+    println!(
+        "{}: {verb} {} of {} results ({} -> {} of layers){}",
+        r.location,
+        s.results_dropped,
+        s.results_dropped + s.results_kept,
+        human(s.layer_bytes_before),
+        human(s.layer_bytes_after),
+        r.manifest
+            .as_ref()
+            .map(|m| format!("; new manifest {m}"))
+            .unwrap_or_default()
+    );
+    if !r.tags_removed.is_empty() {
+        println!(
+            "{}: {} tags {}",
+            r.location,
+            if r.dry_run { "would remove" } else { "removed" },
+            r.tags_removed.join(", ")
+        );
+    }
+    println!(
+        "{}: {} {} unreferenced blobs ({}) of {} listed; {} younger than --min-age kept",
+        r.location,
+        if r.dry_run { "would delete" } else { "deleted" },
+        r.blobs_deleted,
+        human(r.bytes_freed),
+        r.blobs_listed,
+        r.blobs_too_young
+    );
+    Ok(())
+}
+
+pub fn diff_report(d: &bkcache_core::lifecycle::DiffReport, json: bool) -> Result<(), Error> {
+    if json {
+        return print_json(d);
+    }
+    println!(
+        "layers   shared {} ({}), only A {} ({}), only B {} ({})",
+        d.shared_layers,
+        human(d.shared_bytes),
+        d.only_a_layers,
+        human(d.only_a_bytes),
+        d.only_b_layers,
+        human(d.only_b_bytes)
+    );
+    println!(
+        "records  shared {}, only A {}, only B {}; results for the same key in both: {}",
+        d.shared_records, d.only_a_records, d.only_b_records, d.shared_results
+    );
     Ok(())
 }
