@@ -8,6 +8,7 @@
 //! memory.
 
 pub mod estargz;
+mod tar;
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
