@@ -56,9 +56,11 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod manifest;
 pub mod media_type;
+pub mod scan;
 pub mod spec;
 pub mod store;
 pub mod synthetic;
+pub mod tar;
 pub mod transfer;
 
 pub use cache::{AbstractCache, Mode};

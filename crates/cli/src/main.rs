@@ -21,12 +21,12 @@ use std::sync::Arc;
 
 use bkcache_core::synthetic::{generate, SyntheticSpec};
 use bkcache_core::transfer::{self, CopyOptions, Source, Target};
-use bkcache_core::{inspect, lifecycle, Backends, CacheSpec, Env, Error};
+use bkcache_core::{inspect, lifecycle, scan, Backends, CacheSpec, Env, Error};
 use clap::{Args, Parser, Subcommand};
 
 /// Exit code: the command line or a cache option is wrong.
 const EXIT_USAGE: u8 = 2;
-/// Exit code: verify found problems.
+/// Exit code: verify or scan found problems.
 const EXIT_PROBLEMS: u8 = 3;
 
 #[derive(Parser, Debug)]
@@ -50,6 +50,8 @@ enum Command {
     Inspect(InspectArgs),
     /// Check that every blob of a cache is present with the right digest and size.
     Verify(VerifyArgs),
+    /// Read every layer (streamed, never unpacked) and report files that look like credentials.
+    Scan(VerifyArgs),
     /// Drop old results, fit a size, remove other tags; then delete blobs no manifest references.
     Prune(PruneArgs),
     /// Compare two caches: shared and unique layers, bytes and records.
@@ -78,6 +80,9 @@ struct CopyArgs {
     /// Directory for layers being recompressed (force-compression); default: the temp dir.
     #[arg(long, value_name = "DIR")]
     scratch_dir: Option<std::path::PathBuf>,
+    /// Scan every source's layers for credentials first, and refuse to copy if any is found.
+    #[arg(long)]
+    scan: bool,
     /// Refuse to recompress a layer whose uncompressed size exceeds this many bytes.
     #[arg(long, value_name = "BYTES", default_value_t = bkcache_core::compression::DEFAULT_MAX_UNCOMPRESSED)]
     max_uncompressed: u64,
@@ -289,6 +294,21 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                     store,
                 });
             }
+            if args.scan {
+                let mut found = 0;
+                for src in &sources {
+                    let Some(loaded) = src.store.load().await? else {
+                        continue;
+                    };
+                    let report = scan::scan(src.store.as_ref(), &loaded, args.parallelism as usize).await?;
+                    output::scan_report(&src.store.location(), &report, false)?;
+                    found += report.findings.len();
+                }
+                if found > 0 {
+                    eprintln!("error: --scan found {found} possible secret(s) in the sources; nothing was copied");
+                    return Ok(ExitCode::from(EXIT_PROBLEMS));
+                }
+            }
             let mut targets = Vec::new();
             for spec in CacheSpec::parse_all(&args.to)? {
                 check_type(&backends, &spec)?;
@@ -342,6 +362,22 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let report = inspect::verify(store.as_ref(), &loaded, args.parallelism as usize).await;
             output::verify_report(&store.location(), &loaded, &report, args.json, quiet)?;
             Ok(if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_PROBLEMS)
+            })
+        }
+        Command::Scan(args) => {
+            let spec = parse_one(&args.spec)?;
+            check_type(&backends, &spec)?;
+            let store = backends.open_source(&spec, &env)?;
+            let loaded = store.load().await?.ok_or_else(|| Error::CacheNotFound {
+                location: store.location(),
+                hint: String::new(),
+            })?;
+            let report = scan::scan(store.as_ref(), &loaded, args.parallelism as usize).await?;
+            output::scan_report(&store.location(), &report, args.json)?;
+            Ok(if report.findings.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_PROBLEMS)

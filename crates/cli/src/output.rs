@@ -259,3 +259,25 @@ pub fn diff_report(d: &bkcache_core::lifecycle::DiffReport, json: bool) -> Resul
     );
     Ok(())
 }
+
+pub fn scan_report(location: &str, r: &bkcache_core::scan::ScanReport, json: bool) -> Result<(), Error> {
+    if json {
+        return print_json(r);
+    }
+    for f in &r.findings {
+        println!(
+            "{location}: {} in layer {}: {} ({})",
+            f.path,
+            f.layer.short(),
+            f.rule,
+            f.detail
+        );
+    }
+    println!(
+        "{location}: {} layers, {} files scanned, {} finding(s)",
+        r.layers_scanned,
+        r.files_scanned,
+        r.findings.len()
+    );
+    Ok(())
+}

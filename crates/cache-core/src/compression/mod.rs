@@ -280,16 +280,14 @@ impl Read for ChannelReader {
     }
 }
 
-/// Convert a layer read from `stream` (verified against `src`) to `target`, spooling the new
-/// blob to scratch. Returns its descriptor and the scratch file to upload from.
-pub async fn convert_stream(
+/// Run `work` on its own OS thread with a blocking reader over `stream` (verified against
+/// `src`): the bridge every codec pass (conversion, scanning) uses. A stream error (e.g. a
+/// digest mismatch) wins over the error it caused in `work`.
+pub async fn with_reader<T: Send + 'static>(
     src: &Descriptor,
     stream: BlobStream,
-    target: Target,
-    scratch: &dyn Scratch,
-    max_uncompressed: u64,
-) -> Result<(Descriptor, Box<dyn ScratchFile>)> {
-    let mut file = scratch.create()?;
+    work: impl FnOnce(Box<dyn Read + Send>) -> Result<T> + Send + 'static,
+) -> Result<T> {
     let (mut tx, rx) = mpsc::channel::<Result<Bytes>>(4);
     let failed = Arc::new(Mutex::new(None));
     let reader = ChannelReader {
@@ -298,14 +296,12 @@ pub async fn convert_stream(
         failed: failed.clone(),
     };
     let (done_tx, done_rx) = oneshot::channel();
-    let src_owned = src.clone();
     std::thread::Builder::new()
-        .name(format!("convert-{}", src.digest.short()))
+        .name(format!("layer-{}", src.digest.short()))
         .spawn(move || {
-            let r = convert_sync(&src_owned, Box::new(reader), target, &mut file, max_uncompressed);
-            let _ = done_tx.send(r.map(|d| (d, file)));
+            let _ = done_tx.send(work(Box::new(reader)));
         })
-        .map_err(|e| Error::io("conversion", "start thread", e))?;
+        .map_err(|e| Error::io("layer", "start thread", e))?;
     let feed = async {
         let mut verified = VerifiedStream::new(src, stream);
         while let Some(chunk) = verified.next().await {
@@ -317,11 +313,29 @@ pub async fn convert_stream(
         tx.close_channel();
     };
     let (_, done) = futures::join!(feed, done_rx);
-    let result = done.map_err(|_| Error::io("conversion", "thread", io::Error::other("conversion thread ended")))?;
+    let result = done.map_err(|_| Error::io("layer", "thread", io::Error::other("layer thread ended")))?;
     match result {
         Ok(ok) => Ok(ok),
         Err(e) => Err(failed.lock().ok().and_then(|mut f| f.take()).unwrap_or(e)),
     }
+}
+
+/// Convert a layer read from `stream` (verified against `src`) to `target`, spooling the new
+/// blob to scratch. Returns its descriptor and the scratch file to upload from.
+pub async fn convert_stream(
+    src: &Descriptor,
+    stream: BlobStream,
+    target: Target,
+    scratch: &dyn Scratch,
+    max_uncompressed: u64,
+) -> Result<(Descriptor, Box<dyn ScratchFile>)> {
+    let mut file = scratch.create()?;
+    let src_owned = src.clone();
+    with_reader(src, stream, move |reader| {
+        let desc = convert_sync(&src_owned, reader, target, &mut file, max_uncompressed)?;
+        Ok((desc, file))
+    })
+    .await
 }
 
 /// Read in chunks of this size when the caller wants a default.

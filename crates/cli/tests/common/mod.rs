@@ -177,3 +177,68 @@ pub fn bkcache_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     assert!(!run.stderr.contains("panicked"), "bkcache panicked: {}", run.stderr);
     run
 }
+
+/// Write an OCI-layout cache at `dir` whose single result is the layer chain made of `tars`
+/// (each gzip-compressed with the `gzip` CLI). Returns the layer digests.
+pub fn write_cache_of_tars(dir: &Path, tars: &[Vec<u8>]) -> Vec<String> {
+    use bkcache_core::cache::{LayerChain, Record};
+    use bkcache_core::{AbstractCache, Descriptor, Digest, MediaType};
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let mut cache = AbstractCache::default();
+    let mut chain = Vec::new();
+    for tar in tars {
+        let mut child = Command::new("gzip")
+            .arg("-nc")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(tar).unwrap();
+        }
+        let gz = child.wait_with_output().unwrap().stdout;
+        let mut desc = Descriptor::of_bytes(MediaType::OciLayerGzip, &gz);
+        desc.annotations
+            .insert("containerd.io/uncompressed".into(), Digest::of_bytes(tar).to_string());
+        std::fs::write(dir.join("blobs/sha256").join(desc.digest.hex()), &gz).unwrap();
+        chain.push(desc.digest.clone());
+        cache.blobs.insert(desc.digest.clone(), desc);
+    }
+    cache.records.push(Record {
+        digest: Digest::of_bytes(b"test-record"),
+        inputs: Vec::new(),
+        results: vec![LayerChain {
+            blobs: chain.clone(),
+            created_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        }],
+    });
+    let enc = bkcache_core::manifest::encode_manifest(&cache, bkcache_core::Wrapper::ImageManifest, true).unwrap();
+    for (d, b) in [(&enc.config, &enc.config_bytes), (&enc.manifest, &enc.manifest_bytes)] {
+        std::fs::write(dir.join("blobs/sha256").join(d.digest.hex()), b).unwrap();
+    }
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"latest"}}}}]}}"#,
+            enc.manifest.digest, enc.manifest.size
+        ),
+    )
+    .unwrap();
+    chain.iter().map(|d| d.to_string()).collect()
+}
+
+/// A tar of a directory tree, made with the `tar` CLI.
+pub fn tar_dir(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar")
+        .arg("-cf")
+        .arg("-")
+        .arg("-C")
+        .arg(dir)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
