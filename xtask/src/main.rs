@@ -10,6 +10,7 @@
 
 mod servers;
 mod servers_azurite;
+mod servers_gha;
 mod servers_s3;
 
 use std::path::{Path, PathBuf};

@@ -108,8 +108,8 @@ impl Servers {
         Ok(port)
     }
 
-    /// Whether `BKCACHE_SERVERS` (a comma list: registry, docker, s3, azurite; default: all)
-    /// asks for this server. For running one backend's tests by hand.
+    /// Whether `BKCACHE_SERVERS` (a comma list: registry, docker, s3, azurite, gha; default: all)
+    /// asks for this server (gha needs azurite). For running one backend's tests by hand.
     pub(crate) fn wanted(name: &str) -> bool {
         match std::env::var("BKCACHE_SERVERS") {
             Ok(list) if !list.trim().is_empty() => list.split(',').any(|n| n.trim() == name),
@@ -139,6 +139,9 @@ impl Servers {
         }
         if Self::wanted("azurite") {
             crate::servers_azurite::start(&mut s)?;
+        }
+        if Self::wanted("gha") {
+            crate::servers_gha::start(&mut s)?;
         }
         Ok(s)
     }
