@@ -182,10 +182,11 @@ fn backends() -> Backends {
         .with(bkcache_local::LocalFactory)
         .with(bkcache_registry::RegistryFactory)
         .with(bkcache_registry::InlineFactory)
+        .with(bkcache_azblob::AzblobFactory)
 }
 
 /// Types BuildKit knows that this build does not implement yet (for a clearer error).
-const PLANNED: &[&str] = &["gha", "s3", "azblob"];
+const PLANNED: &[&str] = &["gha", "s3"];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
