@@ -55,7 +55,9 @@ pub fn start(s: &mut Servers) -> Result {
     let child = Command::new(&bin)
         .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
         .arg(&data)
-        .args(["--skipApiVersionCheck", "--silent"])
+        // --disableTelemetry: Azurite otherwise posts usage data to Application Insights
+        // (the tests must not reach outside 127.0.0.1).
+        .args(["--skipApiVersionCheck", "--silent", "--disableTelemetry"])
         .stdin(Stdio::null())
         .stdout(logf)
         .stderr(logf2)
