@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::spec::{is_secret_attribute, CacheSpec, ExportOptions};
+use crate::spec::{CacheSpec, ExportOptions};
 use crate::store::CacheStore;
 
 /// Import (`--from`, `--cache-from`) or export (`--to`, `--cache-to`).
@@ -351,11 +351,7 @@ pub fn required_attr<'a>(spec: &'a CacheSpec, name: &str, direction: Direction, 
         })
 }
 
-/// An attribute value for messages: `<redacted>` when secret.
-pub fn printable_value<'a>(name: &str, value: &'a str) -> &'a str {
-    if is_secret_attribute(name) {
-        "<redacted>"
-    } else {
-        value
-    }
+/// An attribute value for messages: `<redacted>` when secret, signed URL queries cut.
+pub fn printable_value(name: &str, value: &str) -> String {
+    crate::spec::printable(name, value)
 }

@@ -125,15 +125,26 @@ impl CacheSpec {
     }
 }
 
+/// A value safe to print: secret attributes are replaced, and a URL query that carries a
+/// signature (an Azure SAS pasted into `account_url`, a presigned URL) is cut.
+pub fn printable(key: &str, value: &str) -> String {
+    if is_secret_attribute(key) {
+        return "<redacted>".into();
+    }
+    match value.split_once('?') {
+        Some((base, query)) if query.contains("sig=") || query.contains("Signature=") || query.contains("token") => {
+            format!("{base}?<redacted>")
+        }
+        _ => value.to_owned(),
+    }
+}
+
 impl fmt::Display for CacheSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "type={}", self.kind)?;
         for (k, v) in &self.attrs {
-            let v = if is_secret_attribute(k) {
-                "<redacted>"
-            } else {
-                v.as_str()
-            };
+            let v = printable(k, v);
+            let v = v.as_str();
             if v.contains(',') || v.contains('"') {
                 write!(f, ",\"{k}={}\"", v.replace('"', "\"\""))?;
             } else {
@@ -155,9 +166,10 @@ fn redact_input(input: &str) -> String {
     input
         .split(',')
         .map(|field| match field.split_once('=') {
-            Some((k, _)) if is_secret_attribute(k.trim().trim_matches('"').to_ascii_lowercase().as_str()) => {
-                format!("{k}=<redacted>")
-            }
+            Some((k, v)) => format!(
+                "{k}={}",
+                printable(k.trim().trim_matches('"').to_ascii_lowercase().as_str(), v)
+            ),
             _ => field.to_owned(),
         })
         .collect::<Vec<_>>()
@@ -199,7 +211,10 @@ fn split_csv(input: &str) -> std::result::Result<Vec<String>, String> {
                     fields.push(field);
                     return Ok(fields);
                 }
-                Some(',') => i += 1,
+                Some(',') => {
+                    fields.push(field);
+                    i += 1;
+                }
                 Some(_) => return Err("extraneous or missing \" in quoted-field".into()),
             }
         } else {
@@ -448,6 +463,7 @@ mod tests {
         check("type=local,src=path/to/cache", &["type=local,src=path/to/cache"]);
         check("Type=gha,Scope=X", &["type=gha,scope=X"]);
         check("type=registry,\"ref=a,b\"", &["type=registry,\"ref=a,b\""]);
+        check("type=local,\"src=a,b\",tag=t", &["type=local,\"src=a,b\",tag=t"]);
         check("type=local,src=x\n", &["type=local,src=x"]);
         check("type=local,type=registry,ref=r", &["type=registry,ref=r"]);
         check("", &[]);
@@ -469,6 +485,12 @@ mod tests {
         for text in [s.to_string(), format!("{s:?}")] {
             assert!(!text.contains("hunter2") && !text.contains("abc"), "{text}");
         }
+        let sas = &CacheSpec::parse("type=azblob,account_url=https://a.blob.core.windows.net/?sv=2022&sig=SECRETSIG")
+            .unwrap()[0];
+        assert!(
+            !sas.to_string().contains("SECRETSIG") && sas.to_string().contains("?<redacted>"),
+            "{sas}"
+        );
         let e = CacheSpec::parse("secret_access_key=hunter2").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(!format!("{e:?}").contains("hunter2"));
