@@ -182,11 +182,12 @@ fn backends() -> Backends {
         .with(bkcache_local::LocalFactory)
         .with(bkcache_registry::RegistryFactory)
         .with(bkcache_registry::InlineFactory)
+        .with(bkcache_s3::S3Factory)
         .with(bkcache_azblob::AzblobFactory)
 }
 
 /// Types BuildKit knows that this build does not implement yet (for a clearer error).
-const PLANNED: &[&str] = &["gha", "s3"];
+const PLANNED: &[&str] = &["gha"];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,0 +1,949 @@
+//! Attribute parsing: BuildKit's `getConfig` for `type=s3`, the key layout, Go durations, and
+//! the AWS credential chain (attributes, environment, shared config/credentials files,
+//! web identity, container and instance metadata).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bkcache_core::factory::printable_value;
+use bkcache_core::spec::parse_go_bool;
+use bkcache_core::{CacheSpec, Digest, Direction, Env, Error, GoTime, Result};
+use object_store::aws::AwsCredential;
+use object_store::path::Path;
+use object_store::CredentialProvider;
+
+use crate::error::S3Error;
+
+/// BuildKit's default `name`.
+pub const DEFAULT_NAME: &str = "buildkit";
+/// BuildKit's default `touch_refresh` (24 hours).
+pub const DEFAULT_TOUCH_REFRESH: Duration = Duration::from_secs(24 * 3600);
+/// BuildKit's default `upload_parallelism`.
+pub const DEFAULT_UPLOAD_PARALLELISM: usize = 4;
+/// The AWS SDK's default number of attempts per request (`retry_max_attempts`).
+pub const DEFAULT_RETRY_MAX_ATTEMPTS: usize = 3;
+
+/// Where a cache's objects live in the bucket: exactly BuildKit's `blobKey` and `manifestKey`
+/// (plain concatenation, no separator added).
+///
+/// ```
+/// use bkcache_s3::S3Layout;
+/// let l = S3Layout::new("proj/", "blobs/", "manifests/");
+/// let d = bkcache_core::Digest::of_bytes(b"x");
+/// assert_eq!(l.blob_key(&d), format!("proj/blobs/{d}"));
+/// assert_eq!(l.manifest_key("main"), "proj/manifests/main");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Layout {
+    /// `prefix=`.
+    pub prefix: String,
+    /// `blobs_prefix=`.
+    pub blobs_prefix: String,
+    /// `manifests_prefix=`.
+    pub manifests_prefix: String,
+}
+
+impl S3Layout {
+    /// A layout from the three prefixes.
+    pub fn new(prefix: &str, blobs_prefix: &str, manifests_prefix: &str) -> Self {
+        S3Layout {
+            prefix: prefix.to_owned(),
+            blobs_prefix: blobs_prefix.to_owned(),
+            manifests_prefix: manifests_prefix.to_owned(),
+        }
+    }
+
+    /// `<prefix><blobs_prefix><digest>`, e.g. `proj/blobs/sha256:…`.
+    pub fn blob_key(&self, digest: &Digest) -> String {
+        format!("{}{}{}", self.prefix, self.blobs_prefix, digest)
+    }
+
+    /// `<prefix><blobs_prefix>`: what every blob key starts with.
+    pub fn blobs_key_prefix(&self) -> String {
+        format!("{}{}", self.prefix, self.blobs_prefix)
+    }
+
+    /// `<prefix><manifests_prefix><name>`, e.g. `proj/manifests/main`.
+    pub fn manifest_key(&self, name: &str) -> String {
+        format!("{}{}{}", self.prefix, self.manifests_prefix, name)
+    }
+}
+
+/// An object_store path whose key is exactly `key`, or an error naming the attribute.
+///
+/// object_store cannot address keys with a leading `/`, an empty segment (`//`), a `.` or `..`
+/// segment, a trailing `/` or control characters; `Path::parse` keeps every other character
+/// (`:`, `%`, spaces) as it is, so the stored key is the string BuildKit uses.
+pub(crate) fn key_path(key: &str, attribute: &str, value: &str) -> Result<Path> {
+    let bad = || {
+        Error::InvalidValue {
+        attribute: attribute.to_owned(),
+        value: value.to_owned(),
+        allowed: format!(
+            "it gives the object key {key:?}, which bkcache cannot address: keys must not start or end with '/', contain '//', a '.' or '..' segment, or control characters"
+        ),
+    }
+    };
+    match Path::parse(key) {
+        Ok(p) if p.as_ref() == key => Ok(p),
+        _ => Err(bad()),
+    }
+}
+
+/// Parse a Go `time.ParseDuration` string (`24h`, `1h30m`, `1.5s`, `300ms`, `0`), refusing
+/// negative durations.
+pub fn parse_go_duration(attribute: &str, value: &str) -> Result<Duration> {
+    let err = || Error::InvalidValue {
+        attribute: attribute.to_owned(),
+        value: value.to_owned(),
+        allowed:
+            "expected a non-negative Go duration such as 24h, 1h30m, 90s, 1.5h or 500ms (units ns, us, ms, s, m, h)"
+                .into(),
+    };
+    let (negative, s) = match value.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, value.strip_prefix('+').unwrap_or(value)),
+    };
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(err());
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
+        let (num, tail) = rest.split_at(num_len);
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(err());
+        }
+        let n: f64 = num.parse().map_err(|_| err())?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(err()),
+        };
+        total += n * scale;
+        rest = tail;
+    }
+    if !total.is_finite() || total > (i64::MAX / 1_000_000_000) as f64 {
+        return Err(err());
+    }
+    if negative && total > 0.0 {
+        return Err(err());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+fn positive(attribute: &str, value: &str, what: &str) -> Result<usize> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| Error::InvalidValue {
+            attribute: attribute.to_owned(),
+            value: value.to_owned(),
+            allowed: format!("{attribute} must be a positive integer ({what})"),
+        })
+}
+
+/// A parsed S3 endpoint (`endpoint_url=` or `$AWS_ENDPOINT_URL_S3` / `$AWS_ENDPOINT_URL`).
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    /// `scheme://host[:port][/path]`, without user info or trailing `/`.
+    pub base: String,
+    /// The host, to insert the bucket for virtual-hosted style.
+    pub host: String,
+    pub scheme: String,
+    pub port: Option<u16>,
+    pub path: String,
+    /// The host is an IP address (no `bucket.<ip>` name exists: path style).
+    pub is_ip: bool,
+}
+
+fn parse_endpoint(attribute: &str, value: &str) -> Result<Endpoint> {
+    let err = |why: &str| Error::InvalidValue {
+        attribute: attribute.to_owned(),
+        value: value.to_owned(),
+        allowed: format!("expected an http:// or https:// URL such as https://minio.example.com:9000 ({why})"),
+    };
+    let url = reqwest::Url::parse(value).map_err(|e| err(&e.to_string()))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(err("unsupported scheme"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(err(
+            "credentials in the URL are not allowed: use access_key_id and secret_access_key",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(err("no query or fragment allowed"));
+    }
+    let host = url.host_str().ok_or_else(|| err("no host"))?.to_owned();
+    let is_ip = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok();
+    let path = url.path().trim_end_matches('/').to_owned();
+    let port = url.port();
+    let base = match port {
+        Some(p) => format!("{}://{host}:{p}{path}", url.scheme()),
+        None => format!("{}://{host}{path}", url.scheme()),
+    };
+    Ok(Endpoint {
+        base,
+        host,
+        scheme: url.scheme().to_owned(),
+        port,
+        path,
+        is_ip,
+    })
+}
+
+/// Where the store's credentials come from. `Debug` never shows a secret.
+pub(crate) enum CredentialSource {
+    /// Fixed keys (attributes, environment or a profile).
+    Static {
+        key_id: String,
+        secret: String,
+        token: Option<String>,
+        origin: String,
+    },
+    /// A profile's `credential_process`.
+    Process { command: String, origin: String },
+    /// `AssumeRoleWithWebIdentity` (EKS IRSA and similar).
+    WebIdentity {
+        token_file: String,
+        role_arn: String,
+        session_name: Option<String>,
+        sts_endpoint: Option<String>,
+        origin: String,
+    },
+    /// ECS / EKS Pod Identity container credentials.
+    Container {
+        relative_uri: Option<String>,
+        full_uri: Option<String>,
+        token_file: Option<String>,
+    },
+    /// EC2 instance metadata (IMDSv2).
+    Instance { endpoint: Option<String> },
+}
+
+impl CredentialSource {
+    /// Where the credentials come from, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            CredentialSource::Static { origin, .. } => origin.clone(),
+            CredentialSource::Process { origin, .. } => format!("credential_process of {origin}"),
+            CredentialSource::WebIdentity { origin, .. } => format!("web identity ({origin})"),
+            CredentialSource::Container { .. } => "container credentials ($AWS_CONTAINER_CREDENTIALS_*)".into(),
+            CredentialSource::Instance { .. } => {
+                "EC2 instance metadata (no access_key_id/secret_access_key attributes, no $AWS_ACCESS_KEY_ID, no profile with credentials were found)".into()
+            }
+        }
+    }
+}
+
+impl CredentialSource {
+    /// The static secrets (to scrub from server messages); empty for dynamic sources.
+    pub fn secrets(&self) -> Vec<&str> {
+        match self {
+            CredentialSource::Static {
+                key_id, secret, token, ..
+            } => {
+                let mut v = vec![key_id.as_str(), secret.as_str()];
+                v.extend(token.as_deref());
+                v
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CredentialSource({})", self.describe())
+    }
+}
+
+/// Every attribute of one `type=s3` spec, parsed and checked.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub bucket: String,
+    pub region: String,
+    pub layout: S3Layout,
+    pub names: Vec<String>,
+    pub touch_refresh: Duration,
+    pub endpoint: Option<Endpoint>,
+    pub path_style: bool,
+    pub upload_parallelism: usize,
+    pub retry_max_attempts: usize,
+    pub import_all_names: bool,
+    pub credentials: CredentialSource,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Endpoint({})", self.base)
+    }
+}
+
+impl Settings {
+    /// Parse a spec, with BuildKit's defaults and `$AWS_*` fallbacks.
+    pub fn from_spec(spec: &CacheSpec, direction: Direction, env: &Env) -> Result<Settings> {
+        let attr = |k: &str| spec.get(k).filter(|v| !v.is_empty());
+        let bucket = attr("bucket")
+            .or_else(|| env.var("AWS_BUCKET"))
+            .ok_or_else(|| Error::MissingAttribute {
+                kind: "s3".into(),
+                attribute: "bucket".into(),
+                direction: direction.describe().into(),
+                hint: "bucket ($AWS_BUCKET) not set for s3 cache: add bucket=<name> or set AWS_BUCKET".into(),
+            })?
+            .to_owned();
+        let region = attr("region")
+            .or_else(|| env.var("AWS_REGION"))
+            .ok_or_else(|| Error::MissingAttribute {
+                kind: "s3".into(),
+                attribute: "region".into(),
+                direction: direction.describe().into(),
+                hint:
+                    "region ($AWS_REGION) not set for s3 cache: add region=<region> (e.g. us-east-1) or set AWS_REGION"
+                        .into(),
+            })?
+            .to_owned();
+        let layout = S3Layout::new(
+            spec.get("prefix").unwrap_or(""),
+            spec.get("blobs_prefix").unwrap_or("blobs/"),
+            spec.get("manifests_prefix").unwrap_or("manifests/"),
+        );
+        let names: Vec<String> = spec
+            .get("name")
+            .unwrap_or(DEFAULT_NAME)
+            .split(';')
+            .map(str::to_owned)
+            .collect();
+        if let Some(v) = spec.get("name") {
+            if names.iter().any(String::is_empty) {
+                return Err(Error::InvalidValue {
+                    attribute: "name".into(),
+                    value: v.to_owned(),
+                    allowed: "one or more non-empty names separated by ';', e.g. main or main;alt".into(),
+                });
+            }
+        }
+        // Every key this store will use must be addressable exactly.
+        let sample = Digest::of_bytes(b"");
+        key_path(
+            &layout.blob_key(&sample),
+            "prefix + blobs_prefix",
+            &layout.blobs_key_prefix(),
+        )?;
+        for n in &names {
+            key_path(
+                &layout.manifest_key(n),
+                "prefix/manifests_prefix/name",
+                &layout.manifest_key(n),
+            )?;
+        }
+        let touch_refresh = match attr("touch_refresh") {
+            Some(v) => parse_go_duration("touch_refresh", v)?,
+            None => DEFAULT_TOUCH_REFRESH,
+        };
+        let endpoint = match attr("endpoint_url") {
+            Some(v) => Some(parse_endpoint("endpoint_url", v)?),
+            None => match env.var("AWS_ENDPOINT_URL_S3").or_else(|| env.var("AWS_ENDPOINT_URL")) {
+                Some(v) => Some(parse_endpoint("$AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL", v)?),
+                None => None,
+            },
+        };
+        let use_path_style = match attr("use_path_style") {
+            Some(v) => parse_go_bool("use_path_style", v)?,
+            None => false,
+        };
+        // Virtual-hosted style needs `<bucket>.<host>` to resolve and to match the TLS
+        // certificate: path style for IP endpoints and for dotted bucket names over HTTPS.
+        let path_style = use_path_style
+            || endpoint.as_ref().is_some_and(|e| e.is_ip)
+            || (bucket.contains('.') && endpoint.as_ref().is_none_or(|e| e.scheme == "https"));
+        let upload_parallelism = match attr("upload_parallelism") {
+            Some(v) => positive("upload_parallelism", v, "blobs uploaded at once")?,
+            None => DEFAULT_UPLOAD_PARALLELISM,
+        };
+        let retry_max_attempts = match attr("retry_max_attempts") {
+            Some(v) => positive("retry_max_attempts", v, "attempts per request, including the first")?,
+            None => DEFAULT_RETRY_MAX_ATTEMPTS,
+        };
+        if let Some(v) = attr("retry_mode") {
+            if v != "standard" && v != "adaptive" {
+                return Err(Error::InvalidValue {
+                    attribute: "retry_mode".into(),
+                    value: v.to_owned(),
+                    allowed: "expected standard or adaptive".into(),
+                });
+            }
+        }
+        if let Some(v) = attr("disable_accept_encoding") {
+            parse_go_bool("disable_accept_encoding", v)?;
+        }
+        let import_all_names = match attr("import_all_names") {
+            Some(v) => parse_go_bool("import_all_names", v)?,
+            None => false,
+        };
+        let credentials = resolve_credentials(spec, env)?;
+        Ok(Settings {
+            bucket,
+            region,
+            layout,
+            names,
+            touch_refresh,
+            endpoint,
+            path_style,
+            upload_parallelism,
+            retry_max_attempts,
+            import_all_names,
+            credentials,
+            ca_file: env.var("SSL_CERT_FILE").map(PathBuf::from),
+        })
+    }
+}
+
+/// One profile's keys, merged from the credentials file (first) and the config file.
+type Profile = BTreeMap<String, String>;
+
+/// Read the `[name]` / `[profile name]` sections of an AWS shared config or credentials file.
+fn read_ini(path: &std::path::Path, config_file: bool) -> Result<BTreeMap<String, Profile>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(Error::io(path.display().to_string(), "read AWS shared config", e)),
+    };
+    let mut out: BTreeMap<String, Profile> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            continue; // sub-section values (e.g. `s3 =` blocks)
+        }
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let section = section.trim();
+            current = if !config_file {
+                Some(section.to_owned())
+            } else if section == "default" {
+                Some("default".to_owned())
+            } else {
+                section
+                    .strip_prefix("profile")
+                    .filter(|r| r.starts_with([' ', '\t']))
+                    .map(|r| r.trim().to_owned())
+            };
+            continue;
+        }
+        if let (Some(section), Some((k, v))) = (&current, line.split_once('=')) {
+            out.entry(section.clone())
+                .or_default()
+                .insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn home_file(env: &Env, var: &str, default: &str) -> Option<PathBuf> {
+    if let Some(p) = env.var(var) {
+        return Some(env.resolve(p));
+    }
+    env.var("HOME").map(|h| PathBuf::from(h).join(default))
+}
+
+/// The named profile from the shared credentials and config files, with its origin.
+fn load_profile(env: &Env, name: &str) -> Result<Option<(Profile, String)>> {
+    let mut profile = Profile::new();
+    let mut found = Vec::new();
+    if let Some(path) = home_file(env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials") {
+        if let Some(p) = read_ini(&path, false)?.remove(name) {
+            profile.extend(p);
+            found.push(path.display().to_string());
+        }
+    }
+    if let Some(path) = home_file(env, "AWS_CONFIG_FILE", ".aws/config") {
+        if let Some(p) = read_ini(&path, true)?.remove(name) {
+            for (k, v) in p {
+                profile.entry(k).or_insert(v);
+            }
+            found.push(path.display().to_string());
+        }
+    }
+    if found.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((profile, format!("profile {name:?} in {}", found.join(" and ")))))
+}
+
+/// Credentials from a profile, `None` when it holds none.
+fn profile_credentials(profile: &Profile, origin: &str) -> Result<Option<CredentialSource>> {
+    let get = |k: &str| profile.get(k).filter(|v| !v.is_empty()).cloned();
+    if let (Some(key_id), Some(secret)) = (get("aws_access_key_id"), get("aws_secret_access_key")) {
+        return Ok(Some(CredentialSource::Static {
+            key_id,
+            secret,
+            token: get("aws_session_token"),
+            origin: origin.to_owned(),
+        }));
+    }
+    if let (Some(token_file), Some(role_arn)) = (get("web_identity_token_file"), get("role_arn")) {
+        return Ok(Some(CredentialSource::WebIdentity {
+            token_file,
+            role_arn,
+            session_name: get("role_session_name"),
+            sts_endpoint: None,
+            origin: origin.to_owned(),
+        }));
+    }
+    if let Some(command) = get("credential_process") {
+        return Ok(Some(CredentialSource::Process {
+            command,
+            origin: origin.to_owned(),
+        }));
+    }
+    let unsupported: Vec<&str> = [
+        "role_arn",
+        "source_profile",
+        "credential_source",
+        "sso_session",
+        "sso_start_url",
+    ]
+    .into_iter()
+    .filter(|k| profile.contains_key(*k))
+    .collect();
+    if !unsupported.is_empty() {
+        return Err(S3Error::Credentials {
+            reason: format!(
+                "{origin} uses {} which bkcache does not resolve; give it credential_process = aws configure export-credentials --profile <name> --format process, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN",
+                unsupported.join(", ")
+            ),
+        }
+        .into());
+    }
+    Ok(None)
+}
+
+/// The AWS credential chain, with BuildKit's attributes first: `access_key_id` +
+/// `secret_access_key` (+ `session_token`); then as the AWS SDK for Go v2: an explicit
+/// `$AWS_PROFILE`; `$AWS_ACCESS_KEY_ID` + `$AWS_SECRET_ACCESS_KEY` (+ `$AWS_SESSION_TOKEN`);
+/// `$AWS_WEB_IDENTITY_TOKEN_FILE` + `$AWS_ROLE_ARN`; the `default` profile; container
+/// credentials; EC2 instance metadata.
+fn resolve_credentials(spec: &CacheSpec, env: &Env) -> Result<CredentialSource> {
+    let attr = |k: &str| spec.get(k).filter(|v| !v.is_empty());
+    match (attr("access_key_id"), attr("secret_access_key")) {
+        (Some(key_id), Some(secret)) => {
+            return Ok(CredentialSource::Static {
+                key_id: key_id.to_owned(),
+                secret: secret.to_owned(),
+                token: attr("session_token").map(str::to_owned),
+                origin: "the access_key_id/secret_access_key attributes".into(),
+            })
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            let (set, unset) = if attr("access_key_id").is_some() {
+                ("access_key_id", "secret_access_key")
+            } else {
+                ("secret_access_key", "access_key_id")
+            };
+            return Err(Error::InvalidCombination {
+                reason: format!(
+                    "type=s3: {set}={} is set but {unset} is not: set both, or neither to use the AWS credential chain",
+                    printable_value(set, "")
+                ),
+            });
+        }
+        (None, None) => {}
+    }
+    if let Some(name) = env.var("AWS_PROFILE").or_else(|| env.var("AWS_DEFAULT_PROFILE")) {
+        let (profile, origin) = load_profile(env, name)?.ok_or_else(|| S3Error::Credentials {
+            reason: format!(
+                "$AWS_PROFILE is {name:?} but no such profile is in {} or {}",
+                home_file(env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials")
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "~/.aws/credentials".into()),
+                home_file(env, "AWS_CONFIG_FILE", ".aws/config")
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "~/.aws/config".into())
+            ),
+        })?;
+        return profile_credentials(&profile, &origin)?.ok_or_else(|| {
+            S3Error::Credentials {
+                reason: format!("{origin} has no aws_access_key_id/aws_secret_access_key, web_identity_token_file or credential_process"),
+            }
+            .into()
+        });
+    }
+    if let (Some(key_id), Some(secret)) = (env.var("AWS_ACCESS_KEY_ID"), env.var("AWS_SECRET_ACCESS_KEY")) {
+        return Ok(CredentialSource::Static {
+            key_id: key_id.to_owned(),
+            secret: secret.to_owned(),
+            token: env.var("AWS_SESSION_TOKEN").map(str::to_owned),
+            origin: "$AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY".into(),
+        });
+    }
+    if let (Some(token_file), Some(role_arn)) = (env.var("AWS_WEB_IDENTITY_TOKEN_FILE"), env.var("AWS_ROLE_ARN")) {
+        return Ok(CredentialSource::WebIdentity {
+            token_file: token_file.to_owned(),
+            role_arn: role_arn.to_owned(),
+            session_name: env.var("AWS_ROLE_SESSION_NAME").map(str::to_owned),
+            sts_endpoint: env.var("AWS_ENDPOINT_URL_STS").map(str::to_owned),
+            origin: "$AWS_WEB_IDENTITY_TOKEN_FILE/$AWS_ROLE_ARN".into(),
+        });
+    }
+    if let Some((profile, origin)) = load_profile(env, "default")? {
+        if let Some(c) = profile_credentials(&profile, &origin)? {
+            return Ok(c);
+        }
+    }
+    let relative_uri = env.var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").map(str::to_owned);
+    let full_uri = env.var("AWS_CONTAINER_CREDENTIALS_FULL_URI").map(str::to_owned);
+    if relative_uri.is_some() || full_uri.is_some() {
+        let token_file = env.var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(str::to_owned);
+        if relative_uri.is_none() && token_file.is_none() {
+            return Err(S3Error::Credentials {
+                reason: "$AWS_CONTAINER_CREDENTIALS_FULL_URI needs $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
+            }
+            .into());
+        }
+        return Ok(CredentialSource::Container {
+            relative_uri,
+            full_uri,
+            token_file,
+        });
+    }
+    if env
+        .var("AWS_EC2_METADATA_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return Err(S3Error::Credentials {
+            reason: "no credentials: set access_key_id and secret_access_key, or $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, or $AWS_PROFILE (instance metadata is disabled by $AWS_EC2_METADATA_DISABLED)".into(),
+        }
+        .into());
+    }
+    Ok(CredentialSource::Instance {
+        endpoint: env.var("AWS_EC2_METADATA_SERVICE_ENDPOINT").map(str::to_owned),
+    })
+}
+
+/// A profile's `credential_process`: run through `sh -c`, JSON on stdout
+/// (`{"Version":1,"AccessKeyId","SecretAccessKey","SessionToken"?,"Expiration"?}`), cached until
+/// five minutes before it expires.
+pub(crate) struct ProcessProvider {
+    command: String,
+    origin: String,
+    cache: Mutex<Option<(Arc<AwsCredential>, Option<i64>)>>,
+}
+
+impl ProcessProvider {
+    pub fn new(command: String, origin: String) -> Self {
+        ProcessProvider {
+            command,
+            origin,
+            cache: Mutex::new(None),
+        }
+    }
+
+    fn run(command: &str, origin: &str) -> std::result::Result<(AwsCredential, Option<i64>), String> {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run the credential_process of {origin}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("the credential_process of {origin} failed ({})", out.status));
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Answer {
+            version: i64,
+            access_key_id: String,
+            secret_access_key: String,
+            session_token: Option<String>,
+            expiration: Option<String>,
+        }
+        // Never echo the output: it holds the secret.
+        let a: Answer = serde_json::from_slice(&out.stdout).map_err(|_| {
+            format!("the credential_process of {origin} did not print the expected JSON (Version, AccessKeyId, SecretAccessKey)")
+        })?;
+        if a.version != 1 {
+            return Err(format!(
+                "the credential_process of {origin} printed Version {}, expected 1",
+                a.version
+            ));
+        }
+        let expires = match a.expiration {
+            Some(t) => Some(
+                t.parse::<GoTime>()
+                    .map_err(|_| format!("the credential_process of {origin} printed a bad Expiration"))?
+                    .unix_secs(),
+            ),
+            None => None,
+        };
+        Ok((
+            AwsCredential {
+                key_id: a.access_key_id,
+                secret_key: a.secret_access_key,
+                token: a.session_token,
+            },
+            expires,
+        ))
+    }
+}
+
+impl fmt::Debug for ProcessProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProcessProvider({})", self.origin)
+    }
+}
+
+#[async_trait]
+impl CredentialProvider for ProcessProvider {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        let now = GoTime::now().unix_secs();
+        if let Ok(guard) = self.cache.lock() {
+            if let Some((c, exp)) = guard.as_ref() {
+                if exp.is_none_or(|e| e - 300 > now) {
+                    return Ok(c.clone());
+                }
+            }
+        }
+        let (command, origin) = (self.command.clone(), self.origin.clone());
+        let result = tokio::task::spawn_blocking(move || Self::run(&command, &origin))
+            .await
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            })?;
+        let (cred, exp) = result.map_err(|reason| object_store::Error::Generic {
+            store: "S3",
+            source: reason.into(),
+        })?;
+        let cred = Arc::new(cred);
+        if let Ok(mut guard) = self.cache.lock() {
+            *guard = Some((cred.clone(), exp));
+        }
+        Ok(cred)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        let d = |s: &str| parse_go_duration("touch_refresh", s).unwrap();
+        assert_eq!(d("24h"), Duration::from_secs(86400));
+        assert_eq!(d("1h30m"), Duration::from_secs(5400));
+        assert_eq!(d("1.5h"), Duration::from_secs(5400));
+        assert_eq!(d("300ms"), Duration::from_millis(300));
+        assert_eq!(d("2h45m30.5s"), Duration::from_millis(9_930_500));
+        assert_eq!(d("0"), Duration::ZERO);
+        assert_eq!(d("-0"), Duration::ZERO);
+        assert_eq!(d("+1s"), Duration::from_secs(1));
+        assert_eq!(d("1µs"), Duration::from_micros(1));
+        for bad in ["", "1", "1d", "h", "-1h", "1..5s", "abc", "1h-", ".s"] {
+            let e = parse_go_duration("touch_refresh", bad).unwrap_err().to_string();
+            assert!(e.contains("touch_refresh") && e.contains("Go duration"), "{bad}: {e}");
+        }
+    }
+
+    fn settings(attrs: &str, env: &Env) -> Result<Settings> {
+        let spec = &CacheSpec::parse(&format!("type=s3,{attrs}")).unwrap()[0];
+        Settings::from_spec(spec, Direction::Export, env)
+    }
+
+    fn no_env() -> Env {
+        Env::empty("/").with_var("AWS_EC2_METADATA_DISABLED", "true")
+    }
+
+    #[test]
+    fn defaults_and_fallbacks() {
+        let env = no_env()
+            .with_var("AWS_BUCKET", "envb")
+            .with_var("AWS_REGION", "eu-west-3")
+            .with_var("AWS_ACCESS_KEY_ID", "AKIDENV")
+            .with_var("AWS_SECRET_ACCESS_KEY", "env-secret-zzz");
+        let s = settings("mode=max", &env).unwrap();
+        assert_eq!((s.bucket.as_str(), s.region.as_str()), ("envb", "eu-west-3"));
+        assert_eq!(s.names, vec!["buildkit"]);
+        assert_eq!(s.layout, S3Layout::new("", "blobs/", "manifests/"));
+        assert_eq!(s.touch_refresh, DEFAULT_TOUCH_REFRESH);
+        assert_eq!((s.upload_parallelism, s.retry_max_attempts), (4, 3));
+        assert!(!s.path_style && s.endpoint.is_none());
+        assert_eq!(s.credentials.describe(), "$AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY");
+        assert!(!format!("{s:?}").contains("env-secret-zzz"));
+
+        let s = settings(
+            "bucket=b,region=r,name=main;alt,prefix=p/,endpoint_url=http://127.0.0.1:9000/,access_key_id=a,secret_access_key=attr-secret-zzz,session_token=tok-zzz",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(s.names, vec!["main", "alt"]);
+        assert!(s.path_style, "IP endpoints use path style");
+        assert_eq!(s.endpoint.as_ref().unwrap().base, "http://127.0.0.1:9000");
+        assert!(s.credentials.describe().contains("attributes"));
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("attr-secret-zzz") && !dbg.contains("tok-zzz"), "{dbg}");
+
+        let s = settings("bucket=b,region=r,endpoint_url=https://minio.example:9000", &env).unwrap();
+        assert!(!s.path_style);
+        let s = settings(
+            "bucket=b,region=r,endpoint_url=https://minio.example:9000,use_path_style=true",
+            &env,
+        )
+        .unwrap();
+        assert!(s.path_style);
+    }
+
+    #[test]
+    fn clear_errors() {
+        let env = no_env();
+        for (attrs, want) in [
+            ("region=r", "bucket ($AWS_BUCKET) not set"),
+            ("bucket=b", "region ($AWS_REGION) not set"),
+            (
+                "bucket=b,region=r,touch_refresh=1d",
+                "expected a non-negative Go duration",
+            ),
+            (
+                "bucket=b,region=r,upload_parallelism=0",
+                "upload_parallelism must be a positive integer",
+            ),
+            (
+                "bucket=b,region=r,upload_parallelism=x",
+                "upload_parallelism must be a positive integer",
+            ),
+            (
+                "bucket=b,region=r,retry_max_attempts=0",
+                "retry_max_attempts must be a positive integer",
+            ),
+            ("bucket=b,region=r,retry_mode=fast", "expected standard or adaptive"),
+            ("bucket=b,region=r,use_path_style=yes", "expected a boolean"),
+            (
+                "bucket=b,region=r,endpoint_url=ftp://x",
+                "expected an http:// or https:// URL",
+            ),
+            (
+                "bucket=b,region=r,endpoint_url=http://u:pw@x",
+                "credentials in the URL are not allowed",
+            ),
+            ("bucket=b,region=r,name=a;;b", "non-empty names"),
+            ("bucket=b,region=r,prefix=/abs/", "cannot address"),
+            ("bucket=b,region=r,blobs_prefix=b//", "cannot address"),
+            ("bucket=b,region=r,access_key_id=AKID", "secret_access_key is not"),
+            ("bucket=b,region=r", "no credentials"),
+        ] {
+            let e = settings(attrs, &env).unwrap_err().to_string();
+            assert!(e.contains(want), "{attrs}: {e}");
+        }
+        let e = settings("bucket=b,region=r,secret_access_key=lonely-secret-zzz", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("access_key_id is not") && !e.contains("lonely-secret-zzz"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn shared_profiles() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+        std::fs::write(
+            home.path().join(".aws/credentials"),
+            "[default]\naws_access_key_id = AKIDDEF\naws_secret_access_key = def-secret-zzz\n\n[ci]\naws_access_key_id=AKIDCI\naws_secret_access_key=ci-secret-zzz\naws_session_token=ci-token\n",
+        )
+        .unwrap();
+        std::fs::write(
+            home.path().join(".aws/config"),
+            "[profile proc]\ncredential_process = echo hi\n[profile sso]\nsso_session = corp\n[profile web]\nrole_arn = arn:aws:iam::1:role/x\nweb_identity_token_file = /t\n",
+        )
+        .unwrap();
+        let env = no_env().with_var("HOME", home.path().to_str().unwrap());
+        let s = settings("bucket=b,region=r", &env).unwrap();
+        assert!(
+            s.credentials.describe().contains("profile \"default\""),
+            "{:?}",
+            s.credentials
+        );
+        let with = |p: &str| settings("bucket=b,region=r", &env.clone().with_var("AWS_PROFILE", p));
+        match with("ci").unwrap().credentials {
+            CredentialSource::Static { key_id, token, .. } => {
+                assert_eq!((key_id.as_str(), token.as_deref()), ("AKIDCI", Some("ci-token")))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            with("proc").unwrap().credentials,
+            CredentialSource::Process { .. }
+        ));
+        assert!(matches!(
+            with("web").unwrap().credentials,
+            CredentialSource::WebIdentity { .. }
+        ));
+        let e = with("sso").unwrap_err().to_string();
+        assert!(e.contains("sso_session") && e.contains("credential_process"), "{e}");
+        let e = with("nope").unwrap_err().to_string();
+        assert!(e.contains("no such profile"), "{e}");
+        // An explicit profile wins over environment keys, as in the AWS SDK.
+        let env2 = env
+            .clone()
+            .with_var("AWS_PROFILE", "ci")
+            .with_var("AWS_ACCESS_KEY_ID", "AKIDENV")
+            .with_var("AWS_SECRET_ACCESS_KEY", "x");
+        assert!(settings("bucket=b,region=r", &env2)
+            .unwrap()
+            .credentials
+            .describe()
+            .contains("\"ci\""));
+    }
+
+    #[tokio::test]
+    async fn credential_process_is_run_and_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("count");
+        let cmd = format!(
+            "echo x >> {}; echo '{{\"Version\":1,\"AccessKeyId\":\"AKIDP\",\"SecretAccessKey\":\"proc-secret\",\"Expiration\":\"2999-01-01T00:00:00Z\"}}'",
+            count.display()
+        );
+        let p = ProcessProvider::new(cmd, "profile \"p\"".into());
+        assert_eq!(p.get_credential().await.unwrap().key_id, "AKIDP");
+        assert_eq!(p.get_credential().await.unwrap().secret_key, "proc-secret");
+        assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 1, "cached");
+        let bad = ProcessProvider::new(
+            "echo '{\"SecretAccessKey\":\"leak-me\"}'".into(),
+            "profile \"p\"".into(),
+        );
+        let e = bad.get_credential().await.unwrap_err().to_string();
+        assert!(e.contains("expected JSON") && !e.contains("leak-me"), "{e}");
+        assert!(!format!("{p:?}").contains("AKIDP"));
+    }
+}

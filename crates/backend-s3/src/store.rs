@@ -1,0 +1,1275 @@
+//! The `type=s3` factory and store.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bkcache_core::annotated::{decode_annotated, encode_annotated};
+use bkcache_core::factory::{Applies, AttributeDoc};
+use bkcache_core::store::{BlobEntry, Committed};
+use bkcache_core::{
+    AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
+    Error, ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
+};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AwsAuthorizer;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::client::{HttpRequest, HttpRequestBody};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::signer::{HeaderName, HeaderValue, Method};
+use object_store::{
+    Attribute, AttributeValue, Attributes, ClientOptions, GetOptions, GetRange, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutPayload, RetryConfig,
+};
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::config::{key_path, CredentialSource, ProcessProvider, S3Layout, Settings};
+use crate::error::{error_text, scrub, S3Error};
+
+/// Blobs of this size or more are uploaded in parts (the AWS SDK transfer manager's threshold).
+pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
+/// Part size of multipart uploads (the transfer manager's default; S3 needs >= 5 MiB except
+/// for the last part). Grown for blobs that would need more than [`MAX_PARTS`] parts.
+pub const PART_SIZE: u64 = 8 << 20;
+/// S3's limit on parts per upload.
+pub const MAX_PARTS: u64 = 10_000;
+/// Parts of one blob being sent at once (memory per blob: this many parts plus one filling).
+pub const PARTS_IN_FLIGHT: usize = 2;
+/// Largest cache config read (BuildKit sets no limit for s3; real `mode=max` configs pass 1 MiB).
+pub const MAX_CONFIG: u64 = 256 << 20;
+/// Objects smaller than this are touched with one `CopyObject`; larger ones with a multipart
+/// copy in parts of this size, as BuildKit does (S3 refuses `CopyObject` above 5 GiB).
+pub const COPY_OBJECT_LIMIT: u64 = 5 << 30;
+
+pub(crate) const ATTRIBUTES: &[AttributeDoc] = &[
+    AttributeDoc {
+        name: "bucket",
+        applies: Applies::Both,
+        default: "$AWS_BUCKET, else required",
+        meaning: "S3 bucket (must exist; bkcache does not create it)",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "region",
+        applies: Applies::Both,
+        default: "$AWS_REGION, else required",
+        meaning: "AWS region, e.g. us-east-1 (any value for most S3-compatible servers)",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "prefix",
+        applies: Applies::Both,
+        default: "\"\"",
+        meaning: "key prefix, concatenated as-is (proj/ gives proj/blobs/…, proj gives projblobs/…)",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "blobs_prefix",
+        applies: Applies::Both,
+        default: "blobs/",
+        meaning: "blob keys are <prefix><blobs_prefix><digest>",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "manifests_prefix",
+        applies: Applies::Both,
+        default: "manifests/",
+        meaning: "cache config keys are <prefix><manifests_prefix><name>",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "name",
+        applies: Applies::Both,
+        default: "buildkit",
+        meaning: "cache names separated by ';': export writes every one, import reads the first (see import_all_names)",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "endpoint_url",
+        applies: Applies::Both,
+        default: "$AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS",
+        meaning: "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (MinIO, Ceph, R2, moto)",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "use_path_style",
+        applies: Applies::Both,
+        default: "false",
+        meaning: "address the bucket in the path (ENDPOINT/BUCKET/KEY) instead of BUCKET.HOST; always on for IP endpoints",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "access_key_id",
+        applies: Applies::Both,
+        default: "AWS credential chain",
+        meaning: "static access key ID (used with secret_access_key; otherwise env, ~/.aws profile, web identity, container, instance metadata)",
+        secret: true,
+    },
+    AttributeDoc {
+        name: "secret_access_key",
+        applies: Applies::Both,
+        default: "AWS credential chain",
+        meaning: "static secret access key (never printed)",
+        secret: true,
+    },
+    AttributeDoc {
+        name: "session_token",
+        applies: Applies::Both,
+        default: "-",
+        meaning: "session token for temporary static credentials (never printed)",
+        secret: true,
+    },
+    AttributeDoc {
+        name: "touch_refresh",
+        applies: Applies::Both,
+        default: "24h",
+        meaning: "on export, refresh LastModified of present blobs older than this (Go duration), so lifecycle rules expire only unused blobs",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "upload_parallelism",
+        applies: Applies::Both,
+        default: "4",
+        meaning: "blobs uploaded or touched at once (also bounded by --parallelism)",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "retry_max_attempts",
+        applies: Applies::Both,
+        default: "3",
+        meaning: "attempts per request, including the first (retries back off exponentially)",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "retry_mode",
+        applies: Applies::Both,
+        default: "standard",
+        meaning: "standard or adaptive (accepted for BuildKit compatibility; both retry with backoff)",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "disable_accept_encoding",
+        applies: Applies::Both,
+        default: "false",
+        meaning: "accepted for BuildKit compatibility (bkcache never asks for gzip transfer encoding)",
+        secret: false,
+    },
+    AttributeDoc {
+        name: "import_all_names",
+        applies: Applies::Import,
+        default: "false",
+        meaning: "bkcache extension: import every name and merge them (BuildKit reads only the first)",
+        secret: false,
+    },
+];
+
+/// Factory for `type=s3`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct S3Factory;
+
+impl BackendFactory for S3Factory {
+    fn type_name(&self) -> &'static str {
+        crate::TYPE_NAME
+    }
+
+    fn summary(&self) -> &'static str {
+        "Amazon S3 or an S3-compatible server (BuildKit's s3 cache exporter/importer)"
+    }
+
+    fn family(&self) -> Family {
+        Family::AnnotatedConfig
+    }
+
+    fn attributes(&self) -> &'static [AttributeDoc] {
+        ATTRIBUTES
+    }
+
+    fn open(&self, spec: &CacheSpec, direction: Direction, env: &Env) -> Result<Box<dyn CacheStore>> {
+        Ok(Box::new(S3Store::open(spec, direction, env)?))
+    }
+}
+
+/// What `blob_size` learnt about a blob at an export target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Present and younger than `touch_refresh`.
+    Fresh,
+    /// Present and older than `touch_refresh`: touched at commit.
+    Stale { size: u64 },
+    /// Uploaded by this store.
+    Uploaded,
+}
+
+/// A BuildKit cache in an S3 bucket: blobs at `<prefix><blobs_prefix><digest>`, the annotated
+/// cache config at `<prefix><manifests_prefix><name>` for each name.
+///
+/// `Debug` shows the location only, never a credential.
+pub struct S3Store {
+    s3: Arc<AmazonS3>,
+    settings: Arc<Settings>,
+    http: reqwest::Client,
+    export: bool,
+    seen: Mutex<HashMap<Digest, Seen>>,
+    uploads: Arc<Semaphore>,
+    bucket_missing: OnceCell<bool>,
+    /// `https://bucket.host` or `https://host/bucket`: object URLs are `<bucket_url>/<key>`.
+    bucket_url: String,
+    pub(crate) multipart_threshold: u64,
+    pub(crate) copy_object_limit: u64,
+    pub(crate) copy_part_size: u64,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("location", &self.location())
+            .field("export", &self.export)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transport error's text with its sources (the callers name the operation and key).
+fn transport_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// Percent-encode an object key for `x-amz-copy-source` (everything but unreserved and `/`).
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Go's `time.Now().String()` without the monotonic clock reading, as BuildKit's touch writes
+/// it into `x-amz-meta-updated-at`: `2006-01-02 15:04:05.999999999 +0000 UTC`.
+fn go_time_string(t: GoTime) -> String {
+    let s = t.to_utc().to_string();
+    format!("{} +0000 UTC", s.trim_end_matches('Z').replacen('T', " ", 1))
+}
+
+fn header(name: &'static str, value: &str) -> Result<(HeaderName, HeaderValue)> {
+    let v = HeaderValue::from_str(value).map_err(|_| S3Error::Setup {
+        reason: format!("value for header {name} is not a valid HTTP header value"),
+    })?;
+    Ok((HeaderName::from_static(name), v))
+}
+
+/// The text between `<tag>` and `</tag>`, XML entities for quotes undone.
+fn xml_value(body: &str, tag: &str) -> Option<String> {
+    let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + body[start..].find(&format!("</{tag}>"))?;
+    Some(body[start..end].replace("&quot;", "\"").replace("&#34;", "\""))
+}
+
+impl S3Store {
+    /// Open a store for a parsed `type=s3` spec (no network access happens here).
+    pub fn open(spec: &CacheSpec, direction: Direction, env: &Env) -> Result<Self> {
+        let settings = Settings::from_spec(spec, direction, env)?;
+        // object_store and reqwest need a process-wide rustls provider; installing it twice is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (endpoint, bucket_url) = endpoints(&settings);
+        let s3 = build_s3(&settings, endpoint)?;
+        let http = build_http(&settings)?;
+        Ok(S3Store {
+            s3: Arc::new(s3),
+            uploads: Arc::new(Semaphore::new(settings.upload_parallelism)),
+            settings: Arc::new(settings),
+            http,
+            export: direction == Direction::Export,
+            seen: Mutex::new(HashMap::new()),
+            bucket_missing: OnceCell::new(),
+            bucket_url,
+            multipart_threshold: MULTIPART_THRESHOLD,
+            copy_object_limit: COPY_OBJECT_LIMIT,
+            copy_part_size: COPY_OBJECT_LIMIT,
+        })
+    }
+
+    /// The key layout.
+    pub fn layout(&self) -> &S3Layout {
+        &self.settings.layout
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.settings.bucket
+    }
+
+    /// The cache names (export writes each; import reads the first).
+    pub fn names(&self) -> &[String] {
+        &self.settings.names
+    }
+
+    /// The endpoint requests go to (no credentials).
+    pub fn endpoint(&self) -> String {
+        match &self.settings.endpoint {
+            Some(e) => e.base.clone(),
+            None => format!("https://s3.{}.amazonaws.com", self.settings.region),
+        }
+    }
+
+    fn path(&self, key: &str) -> Result<Path> {
+        key_path(key, "prefix", &self.settings.layout.prefix)
+    }
+
+    fn set_seen(&self, digest: &Digest, state: Seen) {
+        if let Ok(mut m) = self.seen.lock() {
+            m.insert(digest.clone(), state);
+        }
+    }
+
+    fn forget(&self, digest: &Digest) {
+        if let Ok(mut m) = self.seen.lock() {
+            m.remove(digest);
+        }
+    }
+
+    fn get_seen(&self, digest: &Digest) -> Option<Seen> {
+        self.seen.lock().ok().and_then(|m| m.get(digest).copied())
+    }
+
+    /// An object_store failure with its operation and key; denied requests name where the
+    /// credentials came from.
+    fn fail(&self, operation: &'static str, key: &str, e: object_store::Error) -> Error {
+        let (bucket, key) = (self.settings.bucket.clone(), key.to_owned());
+        let reason = error_text(&e, &self.settings.credentials.secrets());
+        match e {
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                let hint =
+                    if operation == "HEAD" || (operation == "GET" && reason.contains("<Code>AccessDenied</Code>")) {
+                        " (S3 also answers 403 for a missing key when the credentials lack s3:ListBucket on the bucket)"
+                    } else {
+                        ""
+                    };
+                S3Error::AccessDenied {
+                    operation,
+                    bucket,
+                    key,
+                    credentials: self.settings.credentials.describe(),
+                    reason: format!("{reason}{hint}"),
+                }
+                .into()
+            }
+            _ => S3Error::Request {
+                operation,
+                bucket,
+                key,
+                reason,
+            }
+            .into(),
+        }
+    }
+
+    fn no_such_bucket(&self) -> Error {
+        S3Error::NoSuchBucket {
+            bucket: self.settings.bucket.clone(),
+            endpoint: self.endpoint(),
+        }
+        .into()
+    }
+
+    /// An object is absent: fine, unless the whole bucket is.
+    async fn absent(&self) -> Result<()> {
+        if self.is_bucket_missing().await {
+            return Err(self.no_such_bucket());
+        }
+        Ok(())
+    }
+
+    /// A failed write or listing: a missing bucket says so.
+    async fn write_error(&self, operation: &'static str, key: &str, e: object_store::Error) -> Error {
+        if matches!(e, object_store::Error::NotFound { .. }) && self.is_bucket_missing().await {
+            return self.no_such_bucket();
+        }
+        self.fail(operation, key, e)
+    }
+
+    /// `HeadBucket` (signed with object_store's SigV4 signer), once per store: 404 means
+    /// missing; any other answer or failure does not claim so.
+    async fn is_bucket_missing(&self) -> bool {
+        *self
+            .bucket_missing
+            .get_or_init(|| async {
+                let url = if self.settings.path_style {
+                    self.bucket_url.clone()
+                } else {
+                    format!("{}/", self.bucket_url)
+                };
+                match self.send_signed(Method::HEAD, &url, Vec::new()).await {
+                    Ok(resp) => resp.status() == reqwest::StatusCode::NOT_FOUND,
+                    Err(_) => false,
+                }
+            })
+            .await
+    }
+
+    /// Send a bodiless request signed (SigV4, `Authorization` header) with the store's
+    /// credentials. The error text never holds a credential.
+    async fn send_signed(
+        &self,
+        method: Method,
+        url: &str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> std::result::Result<reqwest::Response, String> {
+        let secrets = self.settings.credentials.secrets();
+        let credential = self
+            .s3
+            .credentials()
+            .get_credential()
+            .await
+            .map_err(|e| error_text(&e, &secrets))?;
+        let mut req = HttpRequest::new(HttpRequestBody::empty());
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = url.parse().map_err(|e| format!("bad request URL: {e}"))?;
+        for (k, v) in headers {
+            req.headers_mut().insert(k, v);
+        }
+        AwsAuthorizer::new(&credential, "s3", &self.settings.region)
+            .try_authorize(&mut req, None)
+            .map_err(|e| error_text(&e, &secrets))?;
+        self.http
+            .request(method, url)
+            .headers(req.headers().clone())
+            .body(Vec::new())
+            .send()
+            .await
+            .map_err(transport_text)
+    }
+
+    /// GET a cache config; `Ok(None)` when the object is absent.
+    async fn get_document(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(key)?;
+        let result = match self.s3.get(&path).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => {
+                self.absent().await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(self.fail("GET", key, e)),
+        };
+        let what = format!("cache config s3://{}/{key}", self.settings.bucket);
+        if result.meta.size > MAX_CONFIG {
+            return Err(Error::TooLarge {
+                what,
+                size: result.meta.size,
+                limit: MAX_CONFIG,
+            });
+        }
+        let mut body = Vec::with_capacity(result.meta.size as usize);
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk.map_err(|e| self.fail("GET", key, e))?);
+            if body.len() as u64 > MAX_CONFIG {
+                return Err(Error::TooLarge {
+                    what,
+                    size: body.len() as u64,
+                    limit: MAX_CONFIG,
+                });
+            }
+        }
+        Ok(Some(body))
+    }
+
+    fn is_stale(&self, meta: &ObjectMeta) -> bool {
+        let modified = Duration::new(
+            u64::try_from(meta.last_modified.timestamp()).unwrap_or(0),
+            meta.last_modified.timestamp_subsec_nanos(),
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        now.checked_sub(modified)
+            .is_some_and(|age| age > self.settings.touch_refresh)
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let path = self.path(key)?;
+        match self.s3.head(&path).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => {
+                self.absent().await?;
+                Ok(None)
+            }
+            Err(e) => Err(self.fail("HEAD", key, e)),
+        }
+    }
+
+    async fn put_small(&self, key: &str, path: &Path, mut data: VerifiedStream) -> Result<()> {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        while let Some(chunk) = data.next().await {
+            chunks.push(chunk?);
+        }
+        // The stream ended without error: digest and size are verified.
+        match self.s3.put(path, PutPayload::from_iter(chunks)).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.write_error("PUT", key, e).await),
+        }
+    }
+
+    /// Stream a large blob as a multipart upload; the upload is completed only after the
+    /// verifying stream ended cleanly, and aborted on any error.
+    async fn put_large(&self, key: &str, path: &Path, size: u64, data: VerifiedStream) -> Result<()> {
+        let part_size = PART_SIZE.max(size.div_ceil(MAX_PARTS).next_multiple_of(1 << 20));
+        let mut upload = match self.s3.put_multipart(path).await {
+            Ok(u) => u,
+            Err(e) => return Err(self.write_error("CreateMultipartUpload", key, e).await),
+        };
+        let mut in_flight: std::collections::VecDeque<tokio::task::JoinHandle<object_store::Result<()>>> =
+            std::collections::VecDeque::new();
+        let result: Result<()> = async {
+            let mut data = data;
+            let mut part: Vec<Bytes> = Vec::new();
+            let mut filled = 0u64;
+            let mut parts = 0usize;
+            loop {
+                let next = data.next().await.transpose()?;
+                let last = next.is_none();
+                let mut chunk = next.unwrap_or_default();
+                while !chunk.is_empty() || (last && filled > 0) {
+                    let take = (part_size - filled).min(chunk.len() as u64) as usize;
+                    if take > 0 {
+                        part.push(chunk.split_to(take));
+                        filled += take as u64;
+                    }
+                    if filled == part_size || (last && chunk.is_empty() && filled > 0) {
+                        while in_flight.len() >= PARTS_IN_FLIGHT {
+                            if let Some(h) = in_flight.pop_front() {
+                                self.join_part(h, key).await?;
+                            }
+                        }
+                        let payload = PutPayload::from_iter(std::mem::take(&mut part));
+                        in_flight.push_back(tokio::spawn(upload.put_part(payload)));
+                        parts += 1;
+                        filled = 0;
+                    }
+                }
+                if last {
+                    break;
+                }
+            }
+            while let Some(h) = in_flight.pop_front() {
+                self.join_part(h, key).await?;
+            }
+            tracing::debug!(key, parts, part_size, "multipart upload complete");
+            upload
+                .complete()
+                .await
+                .map_err(|e| self.fail("CompleteMultipartUpload", key, e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            for h in in_flight {
+                h.abort();
+            }
+            if let Err(e) = upload.abort().await {
+                tracing::warn!(key, "could not abort the multipart upload (the bucket's AbortIncompleteMultipartUpload lifecycle rule removes it): {e}");
+            }
+        }
+        result
+    }
+
+    async fn join_part(&self, h: tokio::task::JoinHandle<object_store::Result<()>>, key: &str) -> Result<()> {
+        match h.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.fail("UploadPart", key, e)),
+            Err(e) => Err(S3Error::Signed {
+                operation: "UploadPart",
+                bucket: self.settings.bucket.clone(),
+                key: key.to_owned(),
+                reason: format!("upload task failed: {e}"),
+            }
+            .into()),
+        }
+    }
+
+    /// Send a request signed with object_store's signer (for what object_store does not offer:
+    /// copy-onto-self with new metadata, `UploadPartCopy`). Returns the body of a 2xx answer.
+    async fn signed_put(
+        &self,
+        operation: &'static str,
+        key: &str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        query: Vec<(String, String)>,
+    ) -> Result<String> {
+        let mut url = format!("{}/{}", self.bucket_url, encode_key(key));
+        for (i, (k, v)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&format!(
+                "{}={}",
+                encode_key(k).replace('/', "%2F"),
+                encode_key(v).replace('/', "%2F")
+            ));
+        }
+        let failed = |reason: String| -> Error {
+            S3Error::Signed {
+                operation,
+                bucket: self.settings.bucket.clone(),
+                key: key.to_owned(),
+                reason,
+            }
+            .into()
+        };
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            match self.send_signed(Method::PUT, &url, headers.clone()).await {
+                Ok(r) if r.status().is_server_error() && attempt < self.settings.retry_max_attempts => {}
+                Ok(r) => break r,
+                Err(e) if attempt < self.settings.retry_max_attempts => {
+                    tracing::debug!(operation, key, "retrying: {e}");
+                }
+                Err(e) => return Err(failed(e)),
+            }
+            tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+        };
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| failed(transport_text(e)))?;
+        let body = scrub(&body, &self.settings.credentials.secrets());
+        // CopyObject may answer 200 with an <Error> body.
+        if !status.is_success() || body.contains("<Error>") {
+            let code = xml_value(&body, "Code").unwrap_or_default();
+            let message = xml_value(&body, "Message").unwrap_or_default();
+            if status == reqwest::StatusCode::NOT_FOUND && code == "NoSuchBucket" {
+                return Err(self.no_such_bucket());
+            }
+            let status = if status.is_success() {
+                String::new()
+            } else {
+                format!("HTTP {status} ")
+            };
+            return Err(failed(format!("{status}{code}: {message}").trim().to_owned()));
+        }
+        Ok(body)
+    }
+
+    /// Refresh a blob's `LastModified` as BuildKit's `touch` does: copy it onto itself with
+    /// `x-amz-metadata-directive: REPLACE` and `x-amz-meta-updated-at: <now>`; a multipart
+    /// copy for objects of 5 GiB or more.
+    pub(crate) async fn touch(&self, key: &str, size: u64) -> Result<()> {
+        let source = format!("/{}/{}", encode_key(&self.settings.bucket), encode_key(key));
+        let now = go_time_string(GoTime::now());
+        if size < self.copy_object_limit {
+            self.signed_put(
+                "CopyObject (touch)",
+                key,
+                vec![
+                    header("x-amz-copy-source", &source)?,
+                    header("x-amz-metadata-directive", "REPLACE")?,
+                    header("x-amz-meta-updated-at", &now)?,
+                ],
+                Vec::new(),
+            )
+            .await?;
+            return Ok(());
+        }
+        let path = self.path(key)?;
+        let attributes: Attributes = [(Attribute::Metadata("updated-at".into()), AttributeValue::from(now))]
+            .into_iter()
+            .collect();
+        let opts = PutMultipartOptions {
+            attributes,
+            ..Default::default()
+        };
+        let id = self
+            .s3
+            .create_multipart_opts(&path, opts)
+            .await
+            .map_err(|e| self.fail("CreateMultipartUpload (touch)", key, e))?;
+        let result: Result<()> = async {
+            let mut parts = Vec::new();
+            let mut start = 0u64;
+            while start < size {
+                let end = (start + self.copy_part_size).min(size) - 1;
+                let body = self
+                    .signed_put(
+                        "UploadPartCopy (touch)",
+                        key,
+                        vec![
+                            header("x-amz-copy-source", &source)?,
+                            header("x-amz-copy-source-range", &format!("bytes={start}-{end}"))?,
+                        ],
+                        vec![
+                            ("partNumber".into(), (parts.len() + 1).to_string()),
+                            ("uploadId".into(), id.clone()),
+                        ],
+                    )
+                    .await?;
+                let etag = xml_value(&body, "ETag").ok_or_else(|| S3Error::Signed {
+                    operation: "UploadPartCopy (touch)",
+                    bucket: self.settings.bucket.clone(),
+                    key: key.to_owned(),
+                    reason: "answer without an ETag".into(),
+                })?;
+                parts.push(PartId { content_id: etag });
+                start = end + 1;
+            }
+            self.s3
+                .complete_multipart(&path, &id, parts)
+                .await
+                .map_err(|e| self.fail("CompleteMultipartUpload (touch)", key, e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            if let Err(e) = self.s3.abort_multipart(&path, &id).await {
+                tracing::warn!(key, "could not abort the multipart copy: {e}");
+            }
+        }
+        result
+    }
+
+    /// Every object whose key starts with `key_prefix` (object_store lists whole path segments:
+    /// list the parent "directory" and filter).
+    async fn list_prefix(&self, key_prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let parent = match key_prefix.rfind('/') {
+            Some(i) => Some(Path::parse(&key_prefix[..i]).map_err(|e| S3Error::Setup {
+                reason: format!("cannot list under {key_prefix:?}: {e}"),
+            })?),
+            None => None,
+        };
+        let mut stream = self.s3.list(parent.as_ref());
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(m) if m.location.as_ref().starts_with(key_prefix) => out.push(m),
+                Ok(_) => {}
+                Err(e) => {
+                    if self.is_bucket_missing().await {
+                        return Err(self.no_such_bucket());
+                    }
+                    return Err(self.fail("LIST", key_prefix, e));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// At commit: every blob the config names must be present; stale ones are touched.
+    async fn refresh(&self, desc: &Descriptor) -> Result<bool> {
+        let key = self.settings.layout.blob_key(&desc.digest);
+        let state = match self.get_seen(&desc.digest) {
+            Some(s) => s,
+            None => match self.head(&key).await? {
+                None => {
+                    return Err(Error::BlobNotFound {
+                        digest: desc.digest.clone(),
+                        location: self.location(),
+                    })
+                }
+                Some(meta) if self.is_stale(&meta) => Seen::Stale { size: meta.size },
+                Some(_) => Seen::Fresh,
+            },
+        };
+        if let Seen::Stale { size } = state {
+            let _permit = self.uploads.acquire().await.map_err(|e| S3Error::Setup {
+                reason: format!("upload limiter: {e}"),
+            })?;
+            self.touch(&key, size).await?;
+            self.set_seen(&desc.digest, Seen::Fresh);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// The endpoint to give object_store (if any) and the bucket's base URL, as object_store forms
+/// it: path style `<endpoint>/<bucket>`, virtual-hosted `<scheme>://<bucket>.<host>`.
+fn endpoints(settings: &Settings) -> (Option<String>, String) {
+    let bucket = &settings.bucket;
+    match (&settings.endpoint, settings.path_style) {
+        (Some(e), true) => (Some(e.base.clone()), format!("{}/{bucket}", e.base)),
+        (Some(e), false) => {
+            let port = e.port.map(|p| format!(":{p}")).unwrap_or_default();
+            let url = format!("{}://{bucket}.{}{port}{}", e.scheme, e.host, e.path);
+            (Some(url.clone()), url)
+        }
+        (None, true) => {
+            let url = format!("https://s3.{}.amazonaws.com", settings.region);
+            (Some(url.clone()), format!("{url}/{bucket}"))
+        }
+        (None, false) => (None, format!("https://{bucket}.s3.{}.amazonaws.com", settings.region)),
+    }
+}
+
+fn build_s3(settings: &Settings, endpoint: Option<String>) -> Result<AmazonS3> {
+    let setup = |reason: String| -> Error { S3Error::Setup { reason }.into() };
+    let allow_http = settings.endpoint.as_ref().is_some_and(|e| e.scheme == "http");
+    // Per-request timeouts must not cut long blob streams: a read timeout instead.
+    let mut client = ClientOptions::new()
+        .with_timeout_disabled()
+        .with_connect_timeout(Duration::from_secs(30))
+        .with_read_timeout(Duration::from_secs(300))
+        .with_user_agent(HeaderValue::from_static(concat!("bkcache/", env!("CARGO_PKG_VERSION"))))
+        .with_allow_http(allow_http);
+    if let Some(path) = &settings.ca_file {
+        let pem = std::fs::read(path).map_err(|e| setup(format!("cannot read CA file {}: {e}", path.display())))?;
+        let certs = object_store::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| setup(format!("{} is not a PEM certificate bundle: {e}", path.display())))?;
+        for c in certs {
+            client = client.with_root_certificate(c);
+        }
+    }
+    let retry = RetryConfig {
+        max_retries: settings.retry_max_attempts - 1,
+        ..RetryConfig::default()
+    };
+    let mut b = AmazonS3Builder::new()
+        .with_bucket_name(&settings.bucket)
+        .with_region(&settings.region)
+        .with_client_options(client)
+        .with_retry(retry)
+        .with_virtual_hosted_style_request(!settings.path_style);
+    if let Some(e) = endpoint {
+        b = b.with_endpoint(e);
+    }
+    b = match &settings.credentials {
+        CredentialSource::Static {
+            key_id, secret, token, ..
+        } => {
+            let b = b.with_access_key_id(key_id).with_secret_access_key(secret);
+            match token {
+                Some(t) => b.with_token(t),
+                None => b,
+            }
+        }
+        CredentialSource::Process { command, origin } => {
+            b.with_credentials(Arc::new(ProcessProvider::new(command.clone(), origin.clone())))
+        }
+        CredentialSource::WebIdentity {
+            token_file,
+            role_arn,
+            session_name,
+            sts_endpoint,
+            ..
+        } => {
+            let mut b = b
+                .with_config(AmazonS3ConfigKey::WebIdentityTokenFile, token_file)
+                .with_config(AmazonS3ConfigKey::RoleArn, role_arn);
+            if let Some(s) = session_name {
+                b = b.with_config(AmazonS3ConfigKey::RoleSessionName, s);
+            }
+            if let Some(s) = sts_endpoint {
+                b = b.with_config(AmazonS3ConfigKey::StsEndpoint, s);
+            }
+            b
+        }
+        CredentialSource::Container {
+            relative_uri,
+            full_uri,
+            token_file,
+        } => {
+            let mut b = b;
+            if let Some(v) = relative_uri {
+                b = b.with_config(AmazonS3ConfigKey::ContainerCredentialsRelativeUri, v);
+            }
+            if let Some(v) = full_uri {
+                b = b.with_config(AmazonS3ConfigKey::ContainerCredentialsFullUri, v);
+            }
+            if let Some(v) = token_file {
+                b = b.with_config(AmazonS3ConfigKey::ContainerAuthorizationTokenFile, v);
+            }
+            b
+        }
+        CredentialSource::Instance { endpoint } => match endpoint {
+            Some(e) => b.with_metadata_endpoint(e),
+            None => b,
+        },
+    };
+    // Never format the builder or its errors with `{:?}`: the builder's Debug prints the secret.
+    b.build().map_err(|e| setup(e.to_string()))
+}
+
+fn build_http(settings: &Settings) -> Result<reqwest::Client> {
+    let setup = |reason: String| -> Error { S3Error::Setup { reason }.into() };
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("bkcache/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(300));
+    if let Some(path) = &settings.ca_file {
+        let pem = std::fs::read(path).map_err(|e| setup(format!("cannot read CA file {}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| setup(format!("{} is not a PEM certificate bundle: {e}", path.display())))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| setup(format!("cannot build the HTTP client: {}", transport_text(e))))
+}
+
+#[async_trait]
+impl CacheStore for S3Store {
+    fn location(&self) -> String {
+        let s = &self.settings;
+        let custom = match &s.endpoint {
+            Some(e) => format!(" at {}", e.base),
+            None => format!(" ({})", s.region),
+        };
+        format!(
+            "s3://{}/{}{}{custom}",
+            s.bucket,
+            s.layout.manifest_key(&s.names[0]),
+            s.names[1..].iter().map(|n| format!(";{n}")).collect::<String>()
+        )
+    }
+
+    /// GET `<prefix><manifests_prefix><name>` for the first name (every name with
+    /// `import_all_names=true`, merged); a missing object is no cache, a missing bucket an error.
+    async fn load(&self) -> Result<Option<LoadedCache>> {
+        let s = &self.settings;
+        let names = if s.import_all_names {
+            &s.names[..]
+        } else {
+            &s.names[..1]
+        };
+        let mut caches = Vec::new();
+        let mut warnings = Vec::new();
+        let mut manifest: Option<Descriptor> = None;
+        for name in names {
+            let key = s.layout.manifest_key(name);
+            match self.get_document(&key).await? {
+                Some(bytes) => {
+                    let what = format!("cache config s3://{}/{key}", s.bucket);
+                    let (cache, w) = decode_annotated(&bytes, &what)?;
+                    manifest.get_or_insert_with(|| Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes));
+                    warnings.extend(w);
+                    caches.push(cache);
+                }
+                None if names.len() > 1 => {
+                    warnings.push(format!("no cache config at s3://{}/{key}; skipped", s.bucket))
+                }
+                None => {}
+            }
+        }
+        let Some(manifest) = manifest else {
+            return Ok(None);
+        };
+        let cache = if caches.len() == 1 {
+            caches.remove(0)
+        } else {
+            AbstractCache::merge(caches)
+        };
+        Ok(Some(LoadedCache {
+            cache,
+            format: CacheFormat::AnnotatedConfig,
+            config: Some(manifest.clone()),
+            manifest,
+            warnings,
+        }))
+    }
+
+    /// HEAD the blob. At an export target, also notes whether it is older than `touch_refresh`
+    /// (it is then touched in [`CacheStore::commit`], once every blob is in place).
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        let key = self.settings.layout.blob_key(digest);
+        let Some(meta) = self.head(&key).await? else {
+            self.forget(digest);
+            return Ok(None);
+        };
+        if self.export {
+            let state = if self.is_stale(&meta) {
+                Seen::Stale { size: meta.size }
+            } else {
+                Seen::Fresh
+            };
+            self.set_seen(digest, state);
+        }
+        Ok(Some(meta.size))
+    }
+
+    async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
+        let key = self.settings.layout.blob_key(&desc.digest);
+        let path = self.path(&key)?;
+        let options = GetOptions {
+            range: (offset > 0).then_some(GetRange::Offset(offset)),
+            ..GetOptions::default()
+        };
+        match self.s3.get_opts(&path, options).await {
+            Ok(r) => {
+                let settings = Arc::clone(&self.settings);
+                Ok(Box::pin(r.into_stream().map_err(move |e| {
+                    Error::from(S3Error::Request {
+                        operation: "GET",
+                        bucket: settings.bucket.clone(),
+                        key: key.clone(),
+                        reason: error_text(&e, &settings.credentials.secrets()),
+                    })
+                })))
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                self.absent().await?;
+                Err(Error::BlobNotFound {
+                    digest: desc.digest.clone(),
+                    location: self.location(),
+                })
+            }
+            Err(e) => Err(self.fail("GET", &key, e)),
+        }
+    }
+
+    /// One `PutObject` below [`MULTIPART_THRESHOLD`] (sent after the whole verified stream was
+    /// read), a multipart upload above (parts of [`PART_SIZE`], completed only after the stream
+    /// ended verified, aborted otherwise). At most `upload_parallelism` uploads run at once.
+    async fn put_blob(&self, desc: &Descriptor, data: VerifiedStream) -> Result<()> {
+        let _permit = self.uploads.acquire().await.map_err(|e| S3Error::Setup {
+            reason: format!("upload limiter: {e}"),
+        })?;
+        let key = self.settings.layout.blob_key(&desc.digest);
+        let path = self.path(&key)?;
+        if desc.size >= self.multipart_threshold {
+            self.put_large(&key, &path, desc.size, data).await?;
+        } else {
+            self.put_small(&key, &path, data).await?;
+        }
+        self.set_seen(&desc.digest, Seen::Uploaded);
+        Ok(())
+    }
+
+    /// Check every blob is present (HEAD for any `blob_size` did not see), touch the ones older
+    /// than `touch_refresh`, then write the annotated cache config under every name, last.
+    async fn commit(&self, cache: &AbstractCache, _options: &ExportOptions) -> Result<Committed> {
+        let bytes = Bytes::from(encode_annotated(cache)?);
+        let desc = Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes);
+        let touched: Vec<bool> = futures::stream::iter(cache.blobs.values().cloned())
+            .map(|d| async move { self.refresh(&d).await })
+            .buffer_unordered(self.settings.upload_parallelism)
+            .try_collect()
+            .await?;
+        let touched = touched.into_iter().filter(|t| *t).count();
+        if touched > 0 {
+            tracing::info!(touched, "refreshed LastModified of blobs older than touch_refresh");
+        }
+        for name in &self.settings.names {
+            let key = self.settings.layout.manifest_key(name);
+            let path = self.path(&key)?;
+            if let Err(e) = self.s3.put(&path, PutPayload::from(bytes.clone())).await {
+                return Err(self.write_error("PUT", &key, e).await);
+            }
+        }
+        Ok(Committed {
+            manifest: Some(desc),
+            skipped: false,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Every object under `<prefix><blobs_prefix>` whose key ends in a digest, with its
+    /// `LastModified` (which a touch refreshes).
+    async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
+        let key_prefix = self.settings.layout.blobs_key_prefix();
+        let mut out: Vec<BlobEntry> = self
+            .list_prefix(&key_prefix)
+            .await?
+            .into_iter()
+            .filter_map(|meta| {
+                let digest = Digest::parse(meta.location.as_ref().strip_prefix(&key_prefix)?).ok()?;
+                Some(BlobEntry {
+                    digest,
+                    size: meta.size,
+                    modified: Some(GoTime::from_unix(
+                        meta.last_modified.timestamp(),
+                        meta.last_modified.timestamp_subsec_nanos(),
+                    )),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
+    /// The first name (the one import reads).
+    fn tag(&self) -> Option<String> {
+        self.settings.names.first().cloned()
+    }
+
+    /// Every name under `<prefix><manifests_prefix>`.
+    async fn tags(&self) -> Result<Vec<String>> {
+        let key_prefix = self.settings.layout.manifest_key("");
+        let mut names: Vec<String> = self
+            .list_prefix(&key_prefix)
+            .await?
+            .into_iter()
+            .filter_map(|m| m.location.as_ref().strip_prefix(&key_prefix).map(str::to_owned))
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Delete `<prefix><manifests_prefix><tag>` (its blobs are left to garbage collection).
+    async fn remove_tag(&self, tag: &str) -> Result<()> {
+        let key = self.settings.layout.manifest_key(tag);
+        let path = self.path(&key)?;
+        match self.s3.delete(&path).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => self.absent().await,
+            Err(e) => Err(self.write_error("DELETE", &key, e).await),
+        }
+    }
+
+    /// The layer blobs named by every cache config under `<prefix><manifests_prefix>`. A config
+    /// that cannot be read or parsed is an error (nothing is then collected).
+    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
+        let mut out = std::collections::HashSet::new();
+        for name in self.tags().await? {
+            let key = self.settings.layout.manifest_key(&name);
+            let Some(bytes) = self.get_document(&key).await? else {
+                continue;
+            };
+            let what = format!("cache config s3://{}/{key}", self.settings.bucket);
+            let config = bkcache_core::CacheConfig::from_slice(&bytes, &what)?;
+            out.extend(config.layers.into_iter().map(|l| l.blob));
+        }
+        Ok(out)
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> Result<()> {
+        let key = self.settings.layout.blob_key(digest);
+        let path = self.path(&key)?;
+        self.forget(digest);
+        match self.s3.delete(&path).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => self.absent().await,
+            Err(e) => Err(self.write_error("DELETE", &key, e).await),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(encode_key("proj/blobs/sha256:ab c%"), "proj/blobs/sha256%3Aab%20c%25");
+        assert_eq!(
+            go_time_string(GoTime::from_unix(1_795_444_098, 981_966_683)),
+            "2026-11-23 14:28:18.981966683 +0000 UTC"
+        );
+        assert_eq!(go_time_string(GoTime::from_unix(0, 0)), "1970-01-01 00:00:00 +0000 UTC");
+        let body = "<CopyPartResult><LastModified>x</LastModified><ETag>&quot;abc&quot;</ETag></CopyPartResult>";
+        assert_eq!(xml_value(body, "ETag").as_deref(), Some("\"abc\""));
+        assert_eq!(xml_value(body, "Code"), None);
+    }
+
+    /// moto from `cargo xtask test` / `cargo xtask servers`; skipped loudly without it.
+    fn moto() -> Option<String> {
+        match std::env::var("BKCACHE_TEST_S3") {
+            Ok(v) if !v.is_empty() => Some(v),
+            _ if std::env::var_os("CI").is_some() || std::env::var_os("BKCACHE_REQUIRE_SERVERS").is_some() => {
+                panic!("BKCACHE_TEST_S3 is not set: this test needs the servers `cargo xtask test` starts")
+            }
+            _ => {
+                eprintln!("SKIPPED: BKCACHE_TEST_S3 is not set; run `cargo xtask test` (or `cargo xtask servers`)");
+                None
+            }
+        }
+    }
+
+    const AUTH: &str =
+        "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00";
+
+    /// The objects larger than 5 GiB are touched by a multipart copy; exercised here with the
+    /// limits lowered (moto enforces S3's 5 MiB minimum part size).
+    #[tokio::test]
+    async fn multipart_touch_keeps_bytes_and_refreshes_last_modified() {
+        let Some(ep) = moto() else {
+            return;
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        let bucket = format!(
+            "bk-unit-touch-{}-{}",
+            std::process::id(),
+            GoTime::now().unix_nanos() % 1_000_000_000
+        );
+        let r = http.put(format!("{ep}/{bucket}")).send().await.unwrap();
+        assert!(r.status().is_success());
+        let spec = &CacheSpec::parse(&format!(
+            "type=s3,bucket={bucket},region=us-east-1,endpoint_url={ep},access_key_id=a,secret_access_key=b,touch_refresh=0s"
+        ))
+        .unwrap()[0];
+        let mut store = S3Store::open(spec, Direction::Export, &Env::empty("/")).unwrap();
+        store.copy_object_limit = 6 << 20;
+        store.copy_part_size = 5 << 20;
+        let bytes: Vec<u8> = (0..(12u32 << 20))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let desc = Descriptor::of_bytes(MediaType::OciLayer, &bytes);
+        store
+            .put_blob(&desc, VerifiedStream::from_bytes(&desc, Bytes::from(bytes.clone())))
+            .await
+            .unwrap();
+        let key = store.layout().blob_key(&desc.digest);
+        let url = format!("{ep}/{bucket}/{}", encode_key(&key));
+        let head = |url: String| {
+            let http = http.clone();
+            async move {
+                let r = http.head(url).header("authorization", AUTH).send().await.unwrap();
+                assert!(r.status().is_success());
+                let h = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                (h("last-modified"), h("etag"), h("x-amz-meta-updated-at"))
+            }
+        };
+        let (lm1, etag1, meta1) = head(url.clone()).await;
+        assert!(meta1.is_none() && !etag1.clone().unwrap().contains('-'), "{etag1:?}");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+
+        // commit() sees the blob is older than touch_refresh=0s and touches it.
+        store.set_seen(&desc.digest, Seen::Stale { size: desc.size });
+        assert!(store.refresh(&desc).await.unwrap());
+        let (lm2, etag2, meta2) = head(url.clone()).await;
+        assert_ne!(lm1, lm2, "LastModified moved");
+        assert!(etag2.unwrap().ends_with("-3\""), "12 MiB copied in 5 MiB parts");
+        assert!(meta2.unwrap().ends_with("+0000 UTC"));
+        let got = http
+            .get(&url)
+            .header("authorization", AUTH)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(got[..] == bytes[..], "same bytes after the multipart copy");
+        assert_eq!(
+            store.blob_size(&desc.digest).await.unwrap(),
+            Some(desc.size),
+            "still listed"
+        );
+        let listed = store.list_blobs().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].digest.clone(), listed[0].size),
+            (desc.digest.clone(), desc.size)
+        );
+        assert!(listed[0].modified.is_some());
+        store.delete_blob(&desc.digest).await.unwrap();
+        assert_eq!(store.blob_size(&desc.digest).await.unwrap(), None);
+        // A blob the config names but the bucket lacks stops the commit.
+        let e = store.refresh(&desc).await.unwrap_err();
+        assert!(matches!(e, Error::BlobNotFound { .. }), "{e}");
+    }
+}
