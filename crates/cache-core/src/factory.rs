@@ -318,7 +318,7 @@ impl Backends {
     pub fn open_target(&self, spec: &CacheSpec, env: &Env) -> Result<OpenedTarget> {
         self.validate(spec, Direction::Export)?;
         let factory = self.get(&spec.kind)?;
-        let options = ExportOptions::from_attrs(&spec.attrs)?;
+        let mut options = ExportOptions::from_attrs(&spec.attrs)?;
         let mut warnings = Vec::new();
         if factory.family() == Family::AnnotatedConfig {
             for a in MANIFEST_EXPORT_ATTRIBUTES {
@@ -329,6 +329,13 @@ impl Backends {
                     ));
                 }
             }
+            // As in BuildKit: gha, s3 and azblob always use the defaults (no recompression).
+            let defaults = ExportOptions::default();
+            options = ExportOptions {
+                mode: options.mode,
+                ignore_error: options.ignore_error,
+                ..defaults
+            };
         }
         let store = factory.open(spec, Direction::Export, env)?;
         Ok(OpenedTarget {

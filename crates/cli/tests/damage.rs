@@ -244,8 +244,14 @@ fn bad_options_name_what_is_wrong_and_what_is_allowed() {
         &["unknown cache type \"nosuch\"", "local"],
     );
     check_usage_error(
-        &["copy", "--from", &f, "--to", "type=s3,bucket=b"],
-        &["not support yet"],
+        &[
+            "copy",
+            "--from",
+            &f,
+            "--to",
+            "type=s3,bucket=b,region=r,upload_parallelism=0",
+        ],
+        &["upload_parallelism must be a positive integer"],
     );
     check_usage_error(
         &["copy", "--from", &f, "--to", "type=local"],
