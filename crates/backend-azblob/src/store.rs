@@ -26,7 +26,7 @@ use reqwest::{Method, Url};
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::config::{Auth, AzblobConfig};
+use crate::config::{go_path_join, Auth, AzblobConfig};
 use crate::error::AzblobError;
 
 /// Blobs up to this size go in one `Put Blob`; larger ones in staged blocks of this size.
@@ -780,6 +780,59 @@ impl CacheStore for AzblobStore {
             });
         }
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
+    fn tag(&self) -> Option<String> {
+        self.config.names.first().cloned()
+    }
+
+    /// Every manifest name under `prefix/manifests_prefix`.
+    async fn tags(&self) -> Result<Vec<String>> {
+        let dir = go_path_join(&[&self.config.prefix, &self.config.manifests_prefix]);
+        let prefix = if dir.is_empty() { None } else { Some(key_path(&dir)?) };
+        let mut listing = self.store.list(prefix.as_ref());
+        let mut names = Vec::new();
+        while let Some(item) = listing.next().await {
+            let meta = match item {
+                Ok(m) => m,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(self.store_err(&format!("list {dir}"), e)),
+            };
+            let name = meta.location.as_ref();
+            let rest = if dir.is_empty() {
+                Some(name)
+            } else {
+                name.strip_prefix(dir.as_str()).and_then(|r| r.strip_prefix('/'))
+            };
+            if let Some(r) = rest.filter(|r| !r.is_empty()) {
+                names.push(r.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Delete `prefix/manifests_prefix/<tag>` (its blobs are left to garbage collection).
+    async fn remove_tag(&self, tag: &str) -> Result<()> {
+        let key = self.config.manifest_key(tag);
+        match self.store.delete(&key_path(&key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.store_err(&format!("delete cache config {key}"), e)),
+        }
+    }
+
+    /// The layer blobs named by every cache config under `prefix/manifests_prefix`.
+    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
+        let mut out = std::collections::HashSet::new();
+        for name in self.tags().await? {
+            let Some((key, bytes)) = self.read_config(&name).await? else {
+                continue;
+            };
+            let what = format!("cache config {key} in {}", self.config.location());
+            let config = bkcache_core::CacheConfig::from_slice(&bytes, &what)?;
+            out.extend(config.layers.into_iter().map(|l| l.blob));
+        }
         Ok(out)
     }
 

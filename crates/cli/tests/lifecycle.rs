@@ -275,3 +275,87 @@ fn prune_in_a_registry_rewrites_and_untags() {
     assert_eq!(bkcache(&["inspect", &format!("type=registry,ref={repo}:main")]).code, 1);
     bkcache(&["verify", &format!("type=registry,ref={repo}:feature")]).ok();
 }
+
+fn azblob_spec(container: &str, name: &str) -> Option<String> {
+    let url = server("BKCACHE_TEST_AZURITE")?;
+    let account = std::env::var("BKCACHE_TEST_AZURITE_ACCOUNT").unwrap();
+    let key = std::env::var("BKCACHE_TEST_AZURITE_KEY").unwrap();
+    Some(format!(
+        "type=azblob,account_url={url},account_name={account},secret_access_key={key},container={container},name={name}"
+    ))
+}
+
+#[test]
+fn prune_on_azblob_keeps_what_is_referenced_under_a_concurrent_export() {
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let container = format!("prune{run}");
+    let Some(main) = azblob_spec(&container, "main") else {
+        return;
+    };
+    let feature = azblob_spec(&container, "feature").unwrap();
+    let generated = azblob_spec(&container, "generated").unwrap();
+    let two = fixture_cache("local-two-tags");
+    bkcache(&["copy", "--from", &format!("{},tag=main", src(&two)), "--to", &main]).ok();
+    bkcache(&[
+        "copy",
+        "--from",
+        &format!("{},tag=feature", src(&two)),
+        "--to",
+        &feature,
+    ])
+    .ok();
+
+    // A concurrent export of a bigger cache while prune runs again and again (default --min-age).
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    bkcache(&[
+        "debug",
+        "generate",
+        "--to",
+        &dest(&source, ""),
+        "--blobs",
+        "24",
+        "--bytes",
+        &(48u64 << 20).to_string(),
+    ])
+    .ok();
+    let mut copy = Command::new(env!("CARGO_BIN_EXE_bkcache"))
+        .args(["copy", "-q", "--from", &src(&source), "--to", &generated])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut prunes = 0;
+    while copy.try_wait().unwrap().is_none() {
+        bkcache(&["prune", "-q", &main]).ok();
+        prunes += 1;
+    }
+    assert!(copy.wait().unwrap().success());
+    assert!(prunes > 0);
+    for spec in [&main, &feature, &generated] {
+        bkcache(&["verify", spec]).ok();
+    }
+
+    // Keep only main: the other names go, then their blobs (nothing is young with --min-age 0).
+    let r = bkcache(&["prune", &main, "--keep-tags", "main", "--min-age", "0", "--json"])
+        .ok()
+        .json();
+    let mut removed: Vec<String> = r["tags_removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    removed.sort();
+    assert_eq!(removed, ["feature", "generated"]);
+    assert_eq!(
+        r["blobs_deleted"],
+        7 + 24,
+        "feature's 7 layers and the 24 generated ones"
+    );
+    bkcache(&["verify", &main]).ok();
+    assert_eq!(bkcache(&["inspect", &feature]).code, 1);
+}
