@@ -27,8 +27,66 @@ pub struct Summary {
     pub layer_bytes: u64,
     /// Bytes of every blob the cache names: layers, config and manifest.
     pub total_bytes: u64,
+    /// Results and layer bytes by age (a layer counts in the bucket of the newest result using it).
+    pub age: Vec<AgeBucket>,
     /// Import warnings.
     pub warnings: Vec<String>,
+}
+
+/// One age bucket of `inspect`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgeBucket {
+    /// `<1h`, `<1d`, `<7d`, `<30d` or `>=30d`.
+    pub bucket: &'static str,
+    /// Results created in this age range.
+    pub results: usize,
+    /// Bytes of layers whose newest result is in this range.
+    pub layer_bytes: u64,
+}
+
+const BUCKETS: [(&str, i128); 5] = [
+    ("<1h", 3600),
+    ("<1d", 86400),
+    ("<7d", 7 * 86400),
+    ("<30d", 30 * 86400),
+    (">=30d", i128::MAX),
+];
+
+fn bucket_of(now: i128, t: crate::GoTime) -> usize {
+    let age = (now - t.unix_nanos()) / 1_000_000_000;
+    BUCKETS
+        .iter()
+        .position(|(_, max)| age < *max)
+        .unwrap_or(BUCKETS.len() - 1)
+}
+
+/// Results and layer bytes by age, relative to `now`.
+pub fn age_histogram(cache: &crate::AbstractCache, now: crate::GoTime) -> Vec<AgeBucket> {
+    let now = now.unix_nanos();
+    let mut out: Vec<AgeBucket> = BUCKETS
+        .iter()
+        .map(|(b, _)| AgeBucket {
+            bucket: b,
+            results: 0,
+            layer_bytes: 0,
+        })
+        .collect();
+    let mut newest: std::collections::HashMap<&Digest, crate::GoTime> = std::collections::HashMap::new();
+    for res in cache.records.iter().flat_map(|r| &r.results) {
+        out[bucket_of(now, res.created_at)].results += 1;
+        for b in &res.blobs {
+            let e = newest.entry(b).or_insert(res.created_at);
+            if *e < res.created_at {
+                *e = res.created_at;
+            }
+        }
+    }
+    for (d, t) in newest {
+        if let Some(desc) = cache.blobs.get(d) {
+            out[bucket_of(now, t)].layer_bytes += desc.size;
+        }
+    }
+    out
 }
 
 /// The top-level document.
@@ -109,6 +167,7 @@ pub fn summarize(location: &str, loaded: &LoadedCache) -> Summary {
         results: cache.result_count(),
         layer_bytes,
         total_bytes,
+        age: age_histogram(cache, crate::GoTime::now()),
         warnings: loaded.warnings.clone(),
     }
 }
@@ -177,4 +236,49 @@ pub async fn verify(store: &dyn CacheStore, loaded: &LoadedCache, parallelism: u
     }
     report.problems.sort_by(|a, b| a.digest.cmp(&b.digest));
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{LayerChain, Record};
+    use crate::{AbstractCache, Descriptor, GoTime, MediaType};
+
+    #[test]
+    fn age_buckets_count_results_and_newest_layer_use() {
+        let now: GoTime = "2026-11-23T12:00:00Z".parse().unwrap();
+        let (a, b) = (Digest::of_bytes(b"a"), Digest::of_bytes(b"b"));
+        let mut cache = AbstractCache::default();
+        for d in [&a, &b] {
+            cache
+                .blobs
+                .insert(d.clone(), Descriptor::new(MediaType::OciLayerGzip, d.clone(), 100));
+        }
+        let result = |blobs: Vec<Digest>, t: &str| LayerChain {
+            blobs,
+            created_at: t.parse().unwrap(),
+        };
+        cache.records.push(Record {
+            digest: Digest::of_bytes(b"r1"),
+            inputs: Vec::new(),
+            results: vec![result(vec![a.clone()], "2026-10-01T00:00:00Z")],
+        });
+        cache.records.push(Record {
+            digest: Digest::of_bytes(b"r2"),
+            inputs: Vec::new(),
+            results: vec![result(vec![a.clone(), b.clone()], "2026-11-23T11:30:00Z")],
+        });
+        let h = age_histogram(&cache, now);
+        let got: Vec<(&str, usize, u64)> = h.iter().map(|x| (x.bucket, x.results, x.layer_bytes)).collect();
+        assert_eq!(
+            got,
+            [
+                ("<1h", 1, 200),
+                ("<1d", 0, 0),
+                ("<7d", 0, 0),
+                ("<30d", 0, 0),
+                (">=30d", 1, 0)
+            ]
+        );
+    }
 }

@@ -84,6 +84,15 @@ pub fn summary(s: &Summary, json: bool) -> Result<(), Error> {
     println!("records    {} ({} with results)", s.records, s.results);
     println!("layers     {} ({})", s.layers.len(), human(s.layer_bytes));
     println!("total      {} ({} bytes)", human(s.total_bytes), s.total_bytes);
+    let ages: Vec<String> = s
+        .age
+        .iter()
+        .filter(|a| a.results > 0 || a.layer_bytes > 0)
+        .map(|a| format!("{} {} results / {}", a.bucket, a.results, human(a.layer_bytes)))
+        .collect();
+    if !ages.is_empty() {
+        println!("age        {}", ages.join(", "));
+    }
     println!();
     println!(
         "{:<71}  {:>10}  {:<12}  {:<31}  MEDIA TYPE",
