@@ -123,3 +123,31 @@ fn buildkit_fixtures_are_clean() {
     .ok();
     bkcache(&["verify", &src(&out)]).ok();
 }
+
+#[test]
+fn scan_reads_layers_from_a_registry_and_azure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = planted(tmp.path());
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let mut targets = Vec::new();
+    if let Some(host) = server("BKCACHE_TEST_REGISTRY") {
+        targets.push(format!("type=registry,ref={host}/scan{run}/app:c"));
+    }
+    if let Some(url) = server("BKCACHE_TEST_AZURITE") {
+        let account = std::env::var("BKCACHE_TEST_AZURITE_ACCOUNT").unwrap();
+        let key = std::env::var("BKCACHE_TEST_AZURITE_KEY").unwrap();
+        targets.push(format!(
+            "type=azblob,account_url={url},account_name={account},secret_access_key={key},container=scan{run}"
+        ));
+    }
+    for target in targets {
+        bkcache(&["copy", "--from", &src(&cache), "--to", &target]).ok();
+        let r = bkcache(&["scan", &target, "--json"]);
+        assert_eq!(r.code, 3, "{target}: {}", r.stderr);
+        assert_eq!(r.json()["findings"].as_array().unwrap().len(), 6, "{target}");
+        assert!(!r.stdout.contains(AWS_SECRET) && !r.stdout.contains(GH_TOKEN));
+    }
+}
