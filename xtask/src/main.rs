@@ -8,6 +8,7 @@
 //! | `cargo xtask check-deps` | fail if a backend depends on another backend, or core on a network/runtime crate |
 //! | `cargo xtask bench` | copy a generated 1 GiB / 200-blob cache, next to `cp -r`; MB/s and peak memory |
 
+mod gha_server;
 mod servers;
 mod servers_azurite;
 mod servers_gha;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Some("check-deps") => check_deps(),
         Some("bench") => bench(&args[1..]),
         Some("servers") => serve(),
+        Some("gha-server") => gha_server::main(&args[1..]),
         _ => Err("usage: cargo xtask <demo|test|ci|check-deps|bench [--quick]>".into()),
     };
     match result {

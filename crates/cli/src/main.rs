@@ -184,10 +184,11 @@ fn backends() -> Backends {
         .with(bkcache_registry::InlineFactory)
         .with(bkcache_s3::S3Factory)
         .with(bkcache_azblob::AzblobFactory)
+        .with(bkcache_gha::GhaFactory)
 }
 
 /// Types BuildKit knows that this build does not implement yet (for a clearer error).
-const PLANNED: &[&str] = &["gha"];
+const PLANNED: &[&str] = &[];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
