@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake;
+pub mod proxy;
 pub mod token;
 
 use std::path::{Path, PathBuf};
@@ -193,11 +194,15 @@ pub fn write_cache_of_tars(dir: &Path, tars: &[Vec<u8>]) -> Vec<String> {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        {
+        // Feed gzip from a thread while this one reads its output (a pipe holds only 64 KiB).
+        let mut stdin = child.stdin.take().unwrap();
+        let input = tar.clone();
+        let feeder = std::thread::spawn(move || {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(tar).unwrap();
-        }
+            stdin.write_all(&input).unwrap();
+        });
         let gz = child.wait_with_output().unwrap().stdout;
+        feeder.join().unwrap();
         let mut desc = Descriptor::of_bytes(MediaType::OciLayerGzip, &gz);
         desc.annotations
             .insert("containerd.io/uncompressed".into(), Digest::of_bytes(tar).to_string());
