@@ -7,8 +7,11 @@
 //! | `cargo xtask ci` | what CI runs: `fmt --check`, `clippy -D warnings`, then `test` |
 //! | `cargo xtask check-deps` | fail if a backend depends on another backend, or core on a network/runtime crate |
 //! | `cargo xtask bench` | copy a generated 1 GiB / 200-blob cache, next to `cp -r`; MB/s and peak memory |
+//! | `cargo xtask release-check [--no-verify]` | metadata, package contents and `cargo publish --dry-run` of every crate (in `ci`) |
+//! | `cargo xtask release CRATE VERSION [--dry-run]` | bump one crate, date its CHANGELOG, print the publish order |
 
 mod gha_server;
+mod release;
 mod servers;
 mod servers_azurite;
 mod servers_gha;
@@ -29,8 +32,12 @@ fn main() -> ExitCode {
         Some("check-deps") => check_deps(),
         Some("bench") => bench(&args[1..]),
         Some("servers") => serve(),
+        Some("release-check") => release::release_check(&args[1..]),
+        Some("release") => release::release(&args[1..]),
         Some("gha-server") => gha_server::main(&args[1..]),
-        _ => Err("usage: cargo xtask <demo|test|ci|check-deps|bench [--quick]>".into()),
+        _ => Err(
+            "usage: cargo xtask <demo|test|ci|check-deps|bench [--quick]|release-check|release CRATE VERSION>".into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -81,6 +88,7 @@ fn show(cmd: &Command) -> String {
 fn ci() -> Result {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    release::release_check(&[])?;
     test()
 }
 

@@ -68,6 +68,33 @@
 //! assert!(e.contains("account_url") && e.contains("no scheme"), "{e}");
 //! ```
 //!
+//! ## Example: copy a cache with this crate alone
+//!
+//! A project that depends on `bkcache-azblob` only (its [`core`] re-export is `bkcache-core`)
+//! copies the cache under one name to another (only missing blobs move; each is verified while
+//! streaming; the config is written last). `no_run`: it needs a storage account.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use bkcache_azblob::core::transfer::{self, CopyOptions, NoProgress, Source, Target};
+//! use bkcache_azblob::core::{Backends, CacheSpec, Env, Error};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Error> {
+//!     let backends = Backends::new().with(bkcache_azblob::AzblobFactory);
+//!     let env = Env::from_process(); // $AZURE_STORAGE_KEY, a connection string, Entra ID, …
+//!     let account = "account_url=https://myaccount.blob.core.windows.net,container=buildkit-cache";
+//!     let from = &CacheSpec::parse(&format!("type=azblob,{account},name=main"))?[0];
+//!     let to = &CacheSpec::parse(&format!("type=azblob,{account},name=release,mode=max"))?[0];
+//!     let sources = vec![Source { label: from.to_string(), store: backends.open_source(from, &env)? }];
+//!     let t = backends.open_target(to, &env)?;
+//!     let targets = vec![Target { label: to.to_string(), store: t.store, options: t.options }];
+//!     let report = transfer::copy(&sources, &targets, &CopyOptions::default(), Arc::new(NoProgress)).await?;
+//!     assert!(!report.failed());
+//!     Ok(())
+//! }
+//! ```
+//!
 //! ## Not done here
 //! No `touch`/refresh of old blobs (BuildKit's azblob has none either), no customer-provided
 //! encryption keys, no Azure CLI credential. Real Azure was not tried; the tests run against
@@ -89,3 +116,11 @@ pub const TYPE_NAME: &str = "azblob";
 
 /// The core crate this backend builds on (re-exported for users who pick this crate alone).
 pub use bkcache_core as core;
+
+/// This crate's version (`bkcache --version` lists every crate's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+// The README's examples compile too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

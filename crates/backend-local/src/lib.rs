@@ -20,12 +20,17 @@
 //! exclusive `flock` on `index.json.lock` (the lock BuildKit takes), after every blob it names.
 //! A `kill -9` at any point leaves `index.json` either as it was or complete.
 //!
-//! ## Example
+//! ## Example: copy a cache with this crate alone
+//!
+//! A project that depends on `bkcache-local` only (its [`core`] re-export is `bkcache-core`)
+//! builds a store from the same attributes as `--cache-from`/`--cache-to` and copies with the
+//! core engine. Here: BuildKit's own `mode=max` cache, re-exported byte for byte.
 //!
 //! ```
-//! use bkcache_core::{transfer, Backends, CacheSpec, Env};
+//! use bkcache_local::core::{transfer, Backends, CacheSpec, Env};
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/buildkit-v0.32.2/local-max/cache");
+//! # if !std::path::Path::new(fixture).exists() { return; } // the published crate has no testdata
 //! let dest = tempfile::tempdir().unwrap();
 //! let backends = Backends::new().with(bkcache_local::LocalFactory);
 //! let env = Env::empty(dest.path());
@@ -53,3 +58,14 @@ mod store;
 
 pub use error::LocalError;
 pub use store::{LocalFactory, LocalStore};
+
+/// The core crate this backend builds on (re-exported for users who pick this crate alone).
+pub use bkcache_core as core;
+
+/// This crate's version (`bkcache --version` lists every crate's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+// The README's examples compile too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

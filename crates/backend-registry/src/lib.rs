@@ -40,6 +40,33 @@
 //! assert_eq!(store.location(), "registry:docker.io/user/app:buildcache");
 //! ```
 //!
+//! ## Example: copy a cache with this crate alone
+//!
+//! A project that depends on `bkcache-registry` only (its [`core`] re-export is `bkcache-core`)
+//! copies a cache between two tags; blobs already in the target repository are skipped, blobs
+//! in another repository of the same registry are mounted. `no_run`: it needs a registry.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use bkcache_registry::core::transfer::{self, CopyOptions, NoProgress, Source, Target};
+//! use bkcache_registry::core::{Backends, CacheSpec, Env, Error};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Error> {
+//!     let backends = Backends::new().with(bkcache_registry::RegistryFactory);
+//!     let env = Env::from_process(); // ~/.docker/config.json credentials, $SSL_CERT_FILE
+//!     let from = &CacheSpec::parse("type=registry,ref=ghcr.io/acme/app:buildcache")?[0];
+//!     let to = &CacheSpec::parse("type=registry,ref=ghcr.io/acme/app:buildcache-release,mode=max")?[0];
+//!     let sources = vec![Source { label: from.to_string(), store: backends.open_source(from, &env)? }];
+//!     let t = backends.open_target(to, &env)?;
+//!     let targets = vec![Target { label: to.to_string(), store: t.store, options: t.options }];
+//!     let report = transfer::copy(&sources, &targets, &CopyOptions::default(), Arc::new(NoProgress)).await?;
+//!     assert!(!report.failed());
+//!     println!("{}", report.targets[0].manifest.as_ref().map_or("-".into(), |m| m.digest.to_string()));
+//!     Ok(())
+//! }
+//! ```
+//!
 //! ## Not done here
 //! No listing or deletion of blobs (the distribution API has no blob listing); no HTTP/2.
 
@@ -59,3 +86,14 @@ pub use store::{RegistryFactory, RegistryStore, CHUNK_SIZE, MAX_CONFIG, MAX_MANI
 
 /// The `type=` value of the registry store.
 pub const TYPE_NAME: &str = "registry";
+
+/// The core crate this backend builds on (re-exported for users who pick this crate alone).
+pub use bkcache_core as core;
+
+/// This crate's version (`bkcache --version` lists every crate's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+// The README's examples compile too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -78,6 +78,32 @@
 //! assert!(!spec.to_string().contains("hunter2"));
 //! ```
 //!
+//! ## Example: copy a cache with this crate alone
+//!
+//! A project that depends on `bkcache-s3` only (its [`core`] re-export is `bkcache-core`)
+//! copies the cache under one name to another (only missing blobs move; each is verified while
+//! streaming; the config is written last). `no_run`: it needs a bucket.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use bkcache_s3::core::transfer::{self, CopyOptions, NoProgress, Source, Target};
+//! use bkcache_s3::core::{Backends, CacheSpec, Env, Error};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Error> {
+//!     let backends = Backends::new().with(bkcache_s3::S3Factory);
+//!     let env = Env::from_process(); // the AWS credential chain: $AWS_PROFILE, ~/.aws, web identity, …
+//!     let from = &CacheSpec::parse("type=s3,bucket=bk-cache,region=eu-west-1,name=main")?[0];
+//!     let to = &CacheSpec::parse("type=s3,bucket=bk-cache,region=eu-west-1,name=release,mode=max")?[0];
+//!     let sources = vec![Source { label: from.to_string(), store: backends.open_source(from, &env)? }];
+//!     let t = backends.open_target(to, &env)?;
+//!     let targets = vec![Target { label: to.to_string(), store: t.store, options: t.options }];
+//!     let report = transfer::copy(&sources, &targets, &CopyOptions::default(), Arc::new(NoProgress)).await?;
+//!     assert!(!report.failed());
+//!     Ok(())
+//! }
+//! ```
+//!
 //! ## Not done here
 //! No bucket creation (as BuildKit); no server-side copy between buckets or prefixes (S3 would not
 //! verify the digest); `retry_mode=adaptive` has no client-side rate limiting.
@@ -97,3 +123,11 @@ pub const TYPE_NAME: &str = "s3";
 
 /// The core crate this backend builds on (re-exported for users who pick this crate alone).
 pub use bkcache_core as core;
+
+/// This crate's version (`bkcache --version` lists every crate's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+// The README's examples compile too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -38,6 +38,116 @@
 //! assert_eq!(cache.to_config().to_bytes().unwrap(), bytes.to_vec());
 //! ```
 //!
+//! ## Example: a new backend, outside bkcache
+//!
+//! A backend is a [`BackendFactory`] (its `type=`, attributes and encoding [`Family`]) that
+//! opens [`CacheStore`]s. Registered in [`Backends`], it gets attribute checking, the common
+//! export options and the copy engine ([`transfer::copy`]) for free. A complete in-memory
+//! backend, through the public API only (`tests/custom_backend.rs` has the longer version that
+//! re-exports BuildKit's own cache byte for byte):
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::{Arc, Mutex};
+//! use bkcache_core::factory::Applies;
+//! use bkcache_core::store::{read_small_blob, write_manifest_blobs, BlobStream, Committed};
+//! use bkcache_core::*;
+//! use futures::StreamExt;
+//!
+//! #[derive(Debug, Default)]
+//! struct Mem { blobs: HashMap<Digest, bytes::Bytes>, manifest: Option<Descriptor> }
+//!
+//! #[derive(Debug)]
+//! struct MemStore(Arc<Mutex<Mem>>);
+//!
+//! #[async_trait::async_trait]
+//! impl CacheStore for MemStore {
+//!     fn location(&self) -> String { "mem".into() }
+//!
+//!     async fn load(&self) -> Result<Option<LoadedCache>> {
+//!         let Some(entry) = self.0.lock().unwrap().manifest.clone() else { return Ok(None) };
+//!         let bytes = read_small_blob(self, &entry, 4 << 20, "manifest").await?; // verified
+//!         let top = manifest::TopLevel::detect(&bytes, "manifest")?;
+//!         let cm = top.cache_manifest().ok_or_else(|| Error::InvalidManifest {
+//!             what: "manifest".into(), reason: "not a cache".into() })?;
+//!         let config = read_small_blob(self, &cm.config, 4 << 20, "cache config").await?;
+//!         let (cache, warnings) = cm.decode(&config)?;
+//!         let format = CacheFormat::Manifest(cm.wrapper);
+//!         Ok(Some(LoadedCache { cache, format, manifest: entry, config: Some(cm.config), warnings }))
+//!     }
+//!
+//!     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+//!         Ok(self.0.lock().unwrap().blobs.get(digest).map(|b| b.len() as u64))
+//!     }
+//!
+//!     async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
+//!         let blob = self.0.lock().unwrap().blobs.get(&desc.digest).cloned();
+//!         let blob = blob.ok_or_else(|| Error::BlobNotFound {
+//!             digest: desc.digest.clone(), location: self.location() })?;
+//!         Ok(Box::pin(futures::stream::iter([Ok(blob.slice(offset as usize..))])))
+//!     }
+//!
+//!     async fn put_blob(&self, desc: &Descriptor, mut data: VerifiedStream) -> Result<()> {
+//!         let mut buf = Vec::new();
+//!         while let Some(chunk) = data.next().await {
+//!             buf.extend_from_slice(&chunk?); // a digest or size mismatch ends here: keep nothing
+//!         }
+//!         self.0.lock().unwrap().blobs.insert(desc.digest.clone(), buf.into());
+//!         Ok(())
+//!     }
+//!
+//!     async fn commit(&self, cache: &AbstractCache, options: &ExportOptions) -> Result<Committed> {
+//!         let encoded = write_manifest_blobs(self, cache, options).await?; // config + manifest blobs
+//!         self.0.lock().unwrap().manifest = Some(encoded.manifest.clone()); // the "tag", last
+//!         Ok(Committed { manifest: Some(encoded.manifest), ..Default::default() })
+//!     }
+//! }
+//!
+//! /// `type=mem,name=NAME`: one location per name.
+//! #[derive(Default)]
+//! struct MemFactory(Mutex<HashMap<String, Arc<Mutex<Mem>>>>);
+//!
+//! impl BackendFactory for MemFactory {
+//!     fn type_name(&self) -> &'static str { "mem" }
+//!     fn summary(&self) -> &'static str { "in-memory cache" }
+//!     fn family(&self) -> Family { Family::Manifest }
+//!     fn attributes(&self) -> &'static [AttributeDoc] {
+//!         &[AttributeDoc { name: "name", applies: Applies::Both, default: "required",
+//!                          meaning: "the location", secret: false }]
+//!     }
+//!     fn open(&self, spec: &CacheSpec, dir: Direction, _env: &Env) -> Result<Box<dyn CacheStore>> {
+//!         let name = factory::required_attr(spec, "name", dir, "e.g. name=main")?;
+//!         let location = self.0.lock().unwrap().entry(name.to_owned()).or_default().clone();
+//!         Ok(Box::new(MemStore(location)))
+//!     }
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! let backends = Backends::new().with(MemFactory::default());
+//! let env = Env::empty("/");
+//! // Fill name=a with a generated 3-layer cache, then copy it to name=b with the engine.
+//! let a = backends.open_target(&CacheSpec::parse("type=mem,name=a")?[0], &env)?;
+//! let three = synthetic::SyntheticSpec { blobs: 3, total_bytes: 3000, seed: 1, compressible: false };
+//! synthetic::generate(a.store.as_ref(), &three, &a.options).await?;
+//!
+//! let (from, to) = (&CacheSpec::parse("type=mem,name=a")?[0], &CacheSpec::parse("type=mem,name=b,mode=max")?[0]);
+//! let sources = vec![transfer::Source { label: from.to_string(), store: backends.open_source(from, &env)? }];
+//! let b = backends.open_target(to, &env)?;
+//! let targets = vec![transfer::Target { label: to.to_string(), store: b.store, options: b.options }];
+//! let report = transfer::copy(&sources, &targets, &Default::default(), Arc::new(transfer::NoProgress)).await?;
+//! assert_eq!(report.targets[0].blobs_copied, 3);
+//!
+//! // Attributes are checked against the factory's list before `open` is called.
+//! let e = backends.open_source(&CacheSpec::parse("type=mem,name=a,bogus=1")?[0], &env).unwrap_err();
+//! assert!(e.to_string().contains("unknown attribute \"bogus\""));
+//! # Ok::<(), Error>(()) }).unwrap();
+//! ```
+//!
+//! An annotated-config store (as s3, azblob, gha) chooses [`Family::AnnotatedConfig`] and
+//! writes [`annotated::encode_annotated`] in `commit` instead; `prune` works once
+//! [`CacheStore::list_blobs`], [`CacheStore::delete_blob`] and
+//! [`CacheStore::referenced_blobs`] are implemented.
+//!
 //! ## What it deliberately does not do
 //! No network or file I/O (stores do that), no async runtime (futures only), no cloud SDK.
 //! Recompression (`force-compression`) needs scratch space from the caller ([`compression::Scratch`]).
@@ -74,3 +184,6 @@ pub use manifest::Wrapper;
 pub use media_type::MediaType;
 pub use spec::{CacheSpec, ExportOptions};
 pub use store::{BlobStream, CacheFormat, CacheStore, LoadedCache, VerifiedStream};
+
+/// This crate's version (`bkcache --version` lists every crate's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

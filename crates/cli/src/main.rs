@@ -12,6 +12,7 @@
 //! bkcache inspect type=local,src=/tmp/copy --json
 //! ```
 
+mod dist;
 mod output;
 mod progress;
 mod scratch;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use bkcache_core::synthetic::{generate, SyntheticSpec};
 use bkcache_core::transfer::{self, CopyOptions, Source, Target};
 use bkcache_core::{inspect, lifecycle, scan, Backends, CacheSpec, Env, Error};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Exit code: the command line or a cache option is wrong.
 const EXIT_USAGE: u8 = 2;
@@ -58,6 +59,17 @@ enum Command {
     Diff(DiffArgs),
     /// List the cache types and their attributes.
     Backends(JsonArg),
+    /// Print a shell completion script (e.g. `bkcache completions bash > /etc/bash_completion.d/bkcache`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from this command line.
+    Man {
+        /// Write bkcache.1 and one bkcache-COMMAND.1 per command into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<std::path::PathBuf>,
+    },
     /// Developer tools (benchmarks, tests).
     #[command(hide = true)]
     Debug {
@@ -190,8 +202,13 @@ fn backends() -> Backends {
 /// Types BuildKit knows that this build does not implement yet (for a clearer error).
 const PLANNED: &[&str] = &[];
 
+/// The command line, with `--version` listing every crate's version.
+fn cli_command() -> clap::Command {
+    Cli::command().long_version(dist::long_version())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&cli_command().get_matches()).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -424,6 +441,18 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Backends(args) => {
             output::backends(&backends, args.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            dist::completions(shell, &mut cli_command());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir } => {
+            dist::man(cli_command(), out_dir.as_deref()).map_err(|source| Error::Io {
+                location: out_dir.map_or("stdout".into(), |d| d.display().to_string()),
+                operation: "writing the man page".into(),
+                source,
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Debug {
