@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Some("release-check") => release::release_check(&args[1..]),
         Some("release") => release::release(&args[1..]),
         Some("gha-server") => gha_server::main(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => Err(
             "usage: cargo xtask <demo|test|ci|check-deps|bench [--quick]|release-check|release CRATE VERSION>".into(),
         ),
@@ -457,6 +458,121 @@ fn bench(args: &[String]) -> Result {
         return Err(format!("peak RSS {} KiB is over the 64 MiB budget", rss));
     }
     Ok(())
+}
+
+/// The cargo-fuzz targets in `fuzz/` (a separate project, outside the workspace), each run for
+/// SECONDS (default 60) after one build, seeded from BuildKit's caches in `testdata/`. Manual
+/// and optional (not in `ci`): libFuzzer needs a nightly compiler, so the build runs with
+/// `RUSTC_BOOTSTRAP=1`, which lets the stable toolchain do it. Needs `cargo install cargo-fuzz`.
+/// Crash reproducers land in `fuzz/artifacts/<target>/`.
+fn fuzz(args: &[String]) -> Result {
+    const TARGETS: [&str; 3] = ["spec", "cache_config", "manifest"];
+    let seconds: u64 = match args.first() {
+        Some(s) => s
+            .parse()
+            .map_err(|_| format!("usage: cargo xtask fuzz [SECONDS]; got {s:?}"))?,
+        None => 60,
+    };
+    let has_cargo_fuzz = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cargo_fuzz {
+        return Err("cargo-fuzz is not installed: run `cargo install cargo-fuzz`".into());
+    }
+    // Seed corpora: real configs, manifests and cache options.
+    let data = root().join("testdata/buildkit-v0.32.2");
+    let fuzz_dir = root().join("fuzz");
+    let blob = |case: &str, digest: &str| data.join(case).join("cache/blobs/sha256").join(digest);
+    let seeds: [(&str, Vec<PathBuf>); 2] = [
+        (
+            "cache_config",
+            vec![
+                blob(
+                    "local-max",
+                    "69f9d08aca7363311b8dc19aa453e7962e95ef402280bf0f38960c7407ed5770",
+                ),
+                data.join("s3-max/manifest-main.json"),
+            ],
+        ),
+        (
+            "manifest",
+            vec![
+                blob(
+                    "local-max",
+                    "83b2b9fb42354a1f2928260f80624dd4bf1dd4dd5598626425eb0eba1a2abf6a",
+                ),
+                blob(
+                    "local-index",
+                    "8276a40048cde0effb589f62d0052e3dfff41070180667c4d0d052a1c40973a5",
+                ),
+                blob(
+                    "local-docker",
+                    "24b5f79eb5d2361f1d6538b6e1e64db3d92c5f40ea520a0e367de80146f7855b",
+                ),
+            ],
+        ),
+    ];
+    for (target, files) in &seeds {
+        let dir = fuzz_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for (i, f) in files.iter().enumerate() {
+            std::fs::copy(f, dir.join(format!("seed-{i}"))).map_err(|e| format!("{}: {e}", f.display()))?;
+        }
+    }
+    let spec_dir = fuzz_dir.join("corpus/spec");
+    std::fs::create_dir_all(&spec_dir).map_err(|e| format!("{}: {e}", spec_dir.display()))?;
+    for (i, s) in [
+        "type=local,src=/tmp/cache,tag=main",
+        "type=registry,ref=user/app:cache,mode=max,compression=zstd,compression-level=3,force-compression=true",
+        "[{\"type\":\"s3\",\"bucket\":\"b\",\"region\":\"r\",\"ignore-error\":true}]",
+        "type=azblob,\"account_url=https://a.blob.core.windows.net/?sv=1&sig=x,y\",secret_access_key=k",
+        "user/app:cache",
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(spec_dir.join(format!("seed-{i}")), s).map_err(|e| e.to_string())?;
+    }
+
+    let build = Instant::now();
+    run(cargo()
+        .env("RUSTC_BOOTSTRAP", "1")
+        .args(["fuzz", "build", "--fuzz-dir", "fuzz"]))?;
+    eprintln!("fuzz: built in {:.0}s", build.elapsed().as_secs_f64());
+    let mut failed = Vec::new();
+    for target in TARGETS {
+        let start = Instant::now();
+        let status = cargo()
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", target, "--fuzz-dir", "fuzz", "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .args([
+                "-timeout=10",
+                "-rss_limit_mb=2048",
+                "-max_len=65536",
+                "-print_final_stats=1",
+            ])
+            .status()
+            .map_err(|e| format!("cannot run cargo fuzz: {e}"))?;
+        eprintln!(
+            "fuzz: {target}: {} after {:.0}s",
+            if status.success() { "no crash" } else { "FAILED" },
+            start.elapsed().as_secs_f64()
+        );
+        if !status.success() {
+            failed.push(target);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "fuzz: {} found a crash, a timeout or an out-of-memory input; reproducers in fuzz/artifacts/<target>/ \
+             (replay: RUSTC_BOOTSTRAP=1 cargo fuzz run <target> --fuzz-dir fuzz fuzz/artifacts/<target>/<file>)",
+            failed.join(", ")
+        ))
+    }
 }
 
 #[cfg(test)]
