@@ -1,4 +1,5 @@
-//! Project automation, in Rust so it runs wherever cargo does. Kept dependency-light (libc only).
+//! Project automation, in Rust so it runs wherever cargo does. Kept light: libc, and for the GHA
+//! test server base64, serde_json and sha2 (no async runtime, no HTTP framework).
 //!
 //! | command | does |
 //! |---|---|

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bkcache_core::annotated::{decode_annotated, encode_annotated};
 use bkcache_core::factory::{Applies, AttributeDoc};
-use bkcache_core::store::{BlobEntry, Committed};
+use bkcache_core::store::{BlobEntry, CachePart, Committed};
 use bkcache_core::{
     AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
     Error, ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
@@ -641,7 +641,7 @@ impl CacheStore for AzblobStore {
 
     async fn load(&self) -> Result<Option<LoadedCache>> {
         let read = futures::future::try_join_all(self.config.names.iter().map(|n| self.read_config(n))).await?;
-        let (mut caches, mut warnings, mut first) = (Vec::new(), Vec::new(), None);
+        let (mut caches, mut warnings, mut first, mut parts) = (Vec::new(), Vec::new(), None, Vec::new());
         let mut missing = Vec::new();
         for (name, found) in self.config.names.iter().zip(read) {
             let Some((key, bytes)) = found else {
@@ -651,6 +651,7 @@ impl CacheStore for AzblobStore {
             let what = format!("cache config {key} in {}", self.config.location());
             let (cache, w) = decode_annotated(&bytes, &what)?;
             first.get_or_insert_with(|| Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes));
+            parts.push(CachePart::of(key.clone(), name.clone(), &bytes, &cache));
             caches.push(cache);
             warnings.extend(w);
         }
@@ -669,6 +670,7 @@ impl CacheStore for AzblobStore {
             config: Some(manifest.clone()),
             manifest,
             warnings,
+            parts,
         }))
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bkcache_core::annotated::{decode_annotated, encode_annotated};
 use bkcache_core::factory::AttributeDoc;
-use bkcache_core::store::{BlobEntry, Committed};
+use bkcache_core::store::{BlobEntry, CachePart, Committed};
 use bkcache_core::{
     AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
     Error, ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
@@ -303,6 +303,9 @@ impl Download {
     }
 }
 
+/// GitHub's cache quota per repository (10 GB).
+const GHA_QUOTA: u64 = 10_000_000_000;
+
 #[async_trait]
 impl CacheStore for GhaStore {
     fn location(&self) -> String {
@@ -314,7 +317,7 @@ impl CacheStore for GhaStore {
     async fn load(&self) -> Result<Option<LoadedCache>> {
         let keys = self.inner.svc.config.import_keys();
         let reads = futures::future::join_all(keys.iter().map(|(k, _)| self.read_index(k))).await;
-        let (mut caches, mut warnings, mut first) = (Vec::new(), Vec::new(), None);
+        let (mut caches, mut warnings, mut first, mut parts) = (Vec::new(), Vec::new(), None, Vec::new());
         for ((key, scope), read) in keys.iter().zip(reads) {
             let Some((matched, bytes)) = read? else {
                 tracing::debug!(key, scope, "no index entry");
@@ -324,18 +327,28 @@ impl CacheStore for GhaStore {
             let (cache, w) = decode_annotated(&bytes, &what)?;
             tracing::info!(key = %matched, scope, bytes = bytes.len(), layers = cache.blobs.len(), layer_bytes = cache.layer_bytes(), "index entry");
             first.get_or_insert_with(|| Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes));
+            parts.push(CachePart::of(matched.clone(), scope.to_string(), &bytes, &cache));
             caches.push(cache);
             warnings.extend(w);
         }
         let Some(manifest) = first else {
             return Ok(None);
         };
+        let cache = AbstractCache::merge(caches);
+        if cache.layer_bytes() > GHA_QUOTA {
+            warnings.push(format!(
+                "the cache's layers take {} bytes, over the {GHA_QUOTA}-byte GitHub Actions cache quota per repository: \
+                 the service evicts the least recently used entries (prune with --keep-storage)",
+                cache.layer_bytes()
+            ));
+        }
         Ok(Some(LoadedCache {
-            cache: AbstractCache::merge(caches),
+            cache,
             format: CacheFormat::AnnotatedConfig,
             config: Some(manifest.clone()),
             manifest,
             warnings,
+            parts,
         }))
     }
 

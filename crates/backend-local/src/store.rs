@@ -218,6 +218,7 @@ impl LocalStore {
             manifest: entry,
             config,
             warnings,
+            parts: Vec::new(),
         }))
     }
 
@@ -309,6 +310,7 @@ impl CacheStore for LocalStore {
             manifest: entry,
             config: Some(cm.config),
             warnings,
+            parts: Vec::new(),
         }))
     }
 

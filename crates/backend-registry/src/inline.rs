@@ -68,6 +68,7 @@ pub(crate) async fn load_inline(store: &RegistryStore, top: TopLevel, desc: Desc
         manifest: desc,
         config: config_desc,
         warnings,
+        parts: Vec::new(),
     }))
 }
 

@@ -427,6 +427,7 @@ impl CacheStore for RegistryStore {
             manifest: desc,
             config: Some(cm.config),
             warnings,
+            parts: Vec::new(),
         }))
     }
 

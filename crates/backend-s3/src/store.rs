@@ -976,6 +976,7 @@ impl CacheStore for S3Store {
             config: Some(manifest.clone()),
             manifest,
             warnings,
+            parts: Vec::new(),
         }))
     }
 

@@ -29,6 +29,8 @@ pub struct Summary {
     pub total_bytes: u64,
     /// Results and layer bytes by age (a layer counts in the bucket of the newest result using it).
     pub age: Vec<AgeBucket>,
+    /// The pieces the cache was merged from (gha scopes, azblob names), with their sizes.
+    pub parts: Vec<crate::store::CachePart>,
     /// Import warnings.
     pub warnings: Vec<String>,
 }
@@ -168,6 +170,7 @@ pub fn summarize(location: &str, loaded: &LoadedCache) -> Summary {
         layer_bytes,
         total_bytes,
         age: age_histogram(cache, crate::GoTime::now()),
+        parts: loaded.parts.clone(),
         warnings: loaded.warnings.clone(),
     }
 }

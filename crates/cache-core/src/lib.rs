@@ -73,7 +73,7 @@
 //!         let config = read_small_blob(self, &cm.config, 4 << 20, "cache config").await?;
 //!         let (cache, warnings) = cm.decode(&config)?;
 //!         let format = CacheFormat::Manifest(cm.wrapper);
-//!         Ok(Some(LoadedCache { cache, format, manifest: entry, config: Some(cm.config), warnings }))
+//!         Ok(Some(LoadedCache { cache, format, manifest: entry, config: Some(cm.config), warnings, parts: Vec::new() }))
 //!     }
 //!
 //!     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {

@@ -57,6 +57,40 @@ pub struct LoadedCache {
     pub config: Option<Descriptor>,
     /// Import warnings (skipped results, compatibility notes).
     pub warnings: Warnings,
+    /// The pieces the cache was merged from, when there are several kinds of them (gha scopes,
+    /// azblob names); empty otherwise.
+    pub parts: Vec<CachePart>,
+}
+
+/// One piece a loaded cache was merged from (a gha scope's index entry, an azblob name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CachePart {
+    /// The key or name it was read from (e.g. `index-buildkit-1-f921bd05#3`).
+    pub name: String,
+    /// What it belongs to (e.g. the scope `refs/heads/main`).
+    pub scope: String,
+    /// Digest of its manifest or config document.
+    pub manifest: Digest,
+    /// Records in it.
+    pub records: usize,
+    /// Layer blobs in it.
+    pub layers: usize,
+    /// Bytes of those layers.
+    pub layer_bytes: u64,
+}
+
+impl CachePart {
+    /// Describe a decoded piece.
+    pub fn of(name: impl Into<String>, scope: impl Into<String>, document: &[u8], cache: &AbstractCache) -> Self {
+        CachePart {
+            name: name.into(),
+            scope: scope.into(),
+            manifest: Digest::of_bytes(document),
+            records: cache.records.len(),
+            layers: cache.blobs.len(),
+            layer_bytes: cache.layer_bytes(),
+        }
+    }
 }
 
 /// Identifies a store's service and namespace for server-side copies (see

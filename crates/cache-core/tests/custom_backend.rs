@@ -79,6 +79,7 @@ impl CacheStore for MemStore {
             manifest: entry,
             config: Some(cm.config),
             warnings,
+            parts: Vec::new(),
         }))
     }
 

@@ -93,6 +93,16 @@ pub fn summary(s: &Summary, json: bool) -> Result<(), Error> {
     if !ages.is_empty() {
         println!("age        {}", ages.join(", "));
     }
+    for p in &s.parts {
+        println!(
+            "part       {} ({}): {} records, {} layers, {}",
+            p.name,
+            p.scope,
+            p.records,
+            p.layers,
+            human(p.layer_bytes)
+        );
+    }
     println!();
     println!(
         "{:<71}  {:>10}  {:<12}  {:<31}  MEDIA TYPE",

@@ -633,6 +633,30 @@ fn import_merges_every_token_scope_and_export_writes_the_last_writable() {
         min["config_layers"].as_u64().unwrap() + unc["config_layers"].as_u64().unwrap(),
         "the feature job imports its own cache and main's: {both}"
     );
+    // inspect shows each scope's part of the merged cache, with its size.
+    let mut parts: Vec<(String, u64, u64)> = both["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["scope"].as_str().unwrap().to_owned(),
+                p["layers"].as_u64().unwrap(),
+                p["layer_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    parts.sort();
+    assert_eq!(parts.len(), 2, "{both}");
+    assert_eq!(
+        (parts[0].0.as_str(), parts[0].1),
+        ("refs/heads/feature", unc["config_layers"].as_u64().unwrap())
+    );
+    assert_eq!(
+        (parts[1].0.as_str(), parts[1].1),
+        ("refs/heads/main", min["config_layers"].as_u64().unwrap())
+    );
+    assert_eq!(parts[1].2, 341 + 141, "local-min's two layers");
     run(&["verify", &remote], &[]).ok();
 }
 

@@ -339,6 +339,18 @@ fn prune_on_azblob_keeps_what_is_referenced_under_a_concurrent_export() {
         bkcache(&["verify", spec]).ok();
     }
 
+    // A multi-name import shows each name's part.
+    let all = azblob_spec(&container, "main;feature").unwrap();
+    let s = bkcache(&["inspect", &all, "--json"]).ok().json();
+    let scopes: Vec<&str> = s["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(scopes, ["main", "feature"]);
+    assert_eq!(s["parts"][1]["layers"], 7);
+
     // Keep only main: the other names go, then their blobs (nothing is young with --min-age 0).
     let r = bkcache(&["prune", &main, "--keep-tags", "main", "--min-age", "0", "--json"])
         .ok()
