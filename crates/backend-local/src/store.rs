@@ -117,7 +117,11 @@ impl BackendFactory for LocalFactory {
             store.tag = tag.to_owned();
         }
         if let Some(d) = spec.get("digest") {
-            store.digest = Some(Digest::parse(d)?);
+            store.digest = Some(Digest::parse(d).map_err(|_| Error::InvalidValue {
+                attribute: "digest".into(),
+                value: d.chars().take(100).collect(),
+                allowed: "expected sha256: followed by 64 lowercase hex characters".into(),
+            })?);
         }
         if let Some(r) = spec.get("reset") {
             store.reset = bkcache_core::spec::parse_go_bool("reset", r)?;

@@ -53,7 +53,14 @@ pub struct RegistryFactory;
 /// Open a client for `spec` (shared by the registry and inline factories).
 pub(crate) fn open_client(spec: &CacheSpec, direction: Direction, env: &Env, hint: &str) -> Result<RegistryClient> {
     let raw = required_attr(spec, "ref", direction, hint)?;
-    let reference = Reference::parse(raw)?;
+    let reference = Reference::parse(raw).map_err(|e| match e {
+        RegistryError::InvalidReference { reason, .. } => Error::InvalidValue {
+            attribute: "ref".into(),
+            value: raw.chars().take(200).collect(),
+            allowed: format!("{reason}; expected an image reference like registry.example.com/team/app:tag"),
+        },
+        other => other.into(),
+    })?;
     let insecure = match spec.get("registry.insecure") {
         Some(v) => parse_go_bool("registry.insecure", v)?,
         None => false,

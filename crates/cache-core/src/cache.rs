@@ -14,6 +14,10 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::gojson::GoTime;
 
+/// Bound on the layer references a config's results may expand to (each result is a full chain:
+/// n results on one n-layer chain make n² references). Real caches stay far below.
+pub const MAX_LAYER_REFERENCES: usize = 2_000_000;
+
 /// What a cache export keeps (`mode=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -136,9 +140,16 @@ impl AbstractCache {
                 None => false,
             }
         };
+        let mut expanded = 0usize;
         for (r, rec) in config.records.iter().enumerate() {
             for res in &rec.results {
                 let chain = layer_chain(config, res.layer)?;
+                expanded += chain.len();
+                if expanded > MAX_LAYER_REFERENCES {
+                    return Err(Error::config(format!(
+                        "the results expand to more than {MAX_LAYER_REFERENCES} layer references (long chains shared by many records); refusing to load it"
+                    )));
+                }
                 if let Some(missing) = chain.iter().find(|d| !lookup(d, &mut blobs)) {
                     warnings.push(format!(
                         "record {} result skipped: its layer blob {missing} is not described by the cache",
@@ -503,6 +514,10 @@ fn layer_chain(config: &CacheConfig, top: i64) -> Result<Vec<Digest>> {
 
 fn check_no_loops(records: &[Record]) -> Result<()> {
     // 0 = unvisited, 1 = on the stack, 2 = done. Iterative DFS so deep graphs cannot overflow.
+    let links_of: Vec<Vec<usize>> = records
+        .iter()
+        .map(|r| r.inputs.iter().flatten().map(|i| i.link).collect())
+        .collect();
     let mut state = vec![0u8; records.len()];
     for start in 0..records.len() {
         if state[start] != 0 {
@@ -511,7 +526,7 @@ fn check_no_loops(records: &[Record]) -> Result<()> {
         let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
         state[start] = 1;
         while let Some(&mut (r, ref mut next)) = stack.last_mut() {
-            let links: Vec<usize> = records[r].inputs.iter().flatten().map(|i| i.link).collect();
+            let links = &links_of[r];
             if *next < links.len() {
                 let l = links[*next];
                 *next += 1;

@@ -105,6 +105,13 @@ fn is_zero(v: &i64) -> bool {
 impl CacheConfig {
     /// Decode from bytes; `what` names the blob in errors.
     pub fn from_slice(bytes: &[u8], what: &str) -> Result<Self> {
+        // Go's decoder only fills a struct from a JSON object; serde would also take an array.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Error::Json {
+                what: what.to_owned(),
+                source: serde::de::Error::custom("expected a JSON object {\"layers\":…,\"records\":…}"),
+            });
+        }
         serde_json::from_slice(bytes).map_err(|source| Error::Json {
             what: what.to_owned(),
             source,

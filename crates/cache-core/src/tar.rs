@@ -130,7 +130,11 @@ pub fn for_each_entry(
         skip(r, (512 - content % 512) % 512)?;
         if !entry.is_file() && size > 0 && kind != b'5' {
             // Unknown entry types with content (e.g. sparse data): skip it too.
-            skip(r, size.div_ceil(512) * 512)?;
+            let padded = size
+                .div_ceil(512)
+                .checked_mul(512)
+                .ok_or_else(|| bad("entry size overflows"))?;
+            skip(r, padded)?;
         }
     }
 }

@@ -421,7 +421,6 @@ fn record_digest(i: usize) -> String {
 }
 
 #[test]
-#[ignore = "bug: crates/cache-core/src/cache.rs check_no_loops re-collects a record's links (`let links: Vec<usize> = records[r].inputs.iter().flatten()…collect()`) on every step of its DFS, so a record with n inputs costs O(n²): a 600 KB config whose record has 40 000 input slots takes 46 s in `bkcache inspect` (debug build), 1M slots would take hours. Should iterate the links without collecting (or collect once per record)"]
 fn a_record_with_many_inputs_decodes_in_linear_time() {
     let slots = 50_000;
     let inputs = vec!["[{\"link\":1}]"; slots].join(",");
@@ -437,7 +436,6 @@ fn a_record_with_many_inputs_decodes_in_linear_time() {
 }
 
 #[test]
-#[ignore = "bug (resource amplification): results are stored as explicit blob chains (crates/cache-core/src/cache.rs from_config/layer_chain), so n records whose results all point at the top of one n-layer chain expand to n² digests: a 1 MB config (4 000 layers, 4 000 records) makes `bkcache inspect` use 1.6 GB and 18 s, 8 000 of each about 6.5 GB; a hostile cache can exhaust memory. (BuildKit also builds a descriptor chain per result). Should share chain prefixes (e.g. Arc'd parent links) or bound the total chain length"]
 fn results_on_one_long_chain_do_not_expand_quadratically() {
     let n = 4000;
     let blob = "sha256:9966d6e1aca4ce2d128bf11e0fc0a477eca0cfa97b5c3f6caf06fa1aec716cdd";
@@ -464,16 +462,19 @@ fn results_on_one_long_chain_do_not_expand_quadratically() {
         "4 000 results on a 4 000-layer chain",
         move || {
             let c = CacheConfig::from_slice(config.as_bytes(), "chain").unwrap();
-            let (cache, _) =
-                AbstractCache::from_config(&c, |d| Some(Descriptor::new(MediaType::OciLayerGzip, d.clone(), 1)))
-                    .unwrap();
-            let _ = cache.to_config().to_bytes().unwrap();
+            // Either it loads, or it is refused by the bound on layer references; never a
+            // quadratic blow-up of memory and time.
+            match AbstractCache::from_config(&c, |d| Some(Descriptor::new(MediaType::OciLayerGzip, d.clone(), 1))) {
+                Ok((cache, _)) => {
+                    let _ = cache.to_config().to_bytes().unwrap();
+                }
+                Err(e) => assert!(e.to_string().contains("layer references"), "{e}"),
+            }
         },
     );
 }
 
 #[test]
-#[ignore = "bug: crates/cache-core/src/tar.rs for_each_entry: `skip(r, size.div_ceil(512) * 512)` for a non-file entry overflows when a GNU base-256 size is near u64::MAX (panic in debug builds, a wrapped skip of 0 in release); should be an `invalid tar` error"]
 fn tar_entry_with_a_size_near_u64_max_is_an_error() {
     let mut h = [0u8; 512];
     h[..4].copy_from_slice(b"link");

@@ -172,8 +172,13 @@ fn path_traversal_digests_are_rejected() {
         "inspect",
         &format!("{},digest=sha256:../../x", src(&fixture_cache("local-max"))),
     ]);
-    assert_eq!(c.code, 1);
-    assert!(c.stderr.contains("invalid digest"), "{}", c.stderr);
+    assert_eq!(c.code, 2, "a bad attribute value is a usage error");
+    assert!(
+        c.stderr
+            .contains("invalid value \"sha256:../../x\" for attribute \"digest\""),
+        "{}",
+        c.stderr
+    );
 }
 
 #[test]
