@@ -1,12 +1,11 @@
 //! The top-level manifest decoder (image manifest, OCI index, Docker manifest list, detected
 //! from the bytes as BuildKit does), then the cache it names, decoded with BuildKit's real
-//! local-max config and summarised.
+//! local-max config and re-encoded in the wrapper it came in.
 
 #![no_main]
 
-use bkcache_core::manifest::TopLevel;
-use bkcache_core::store::LoadedCache;
-use bkcache_core::{inspect, CacheFormat, Descriptor, Digest};
+use bkcache_core::manifest::{encode_manifest, TopLevel};
+use bkcache_core::{inspect, GoTime, Wrapper};
 use libfuzzer_sys::fuzz_target;
 
 /// BuildKit v0.32.2's local-max cache config.
@@ -21,14 +20,8 @@ fuzz_target!(|data: &[u8]| {
     let Some(cm) = top.cache_manifest() else {
         return;
     };
-    if let Ok((cache, warnings)) = cm.decode(CONFIG) {
-        let loaded = LoadedCache {
-            cache,
-            format: CacheFormat::Manifest(cm.wrapper),
-            manifest: Descriptor::new(cm.wrapper.media_type(), Digest::of_bytes(data), data.len() as u64),
-            config: Some(cm.config.clone()),
-            warnings,
-        };
-        let _ = inspect::summarize("fuzz", &loaded);
+    if let Ok((cache, _)) = cm.decode(CONFIG) {
+        let _ = encode_manifest(&cache, cm.wrapper, cm.wrapper != Wrapper::DockerManifestList);
+        let _ = inspect::age_histogram(&cache, GoTime::from_unix(1_800_000_000, 0));
     }
 });
