@@ -5,11 +5,13 @@
 //! |---|---|
 //! | `cargo xtask demo` | the README's main job: a real `bkcache copy` + `inspect` + `verify` on the sample cache |
 //! | `cargo xtask test` | the README's test command: dependency rules, every workspace test, the demo |
-//! | `cargo xtask ci` | what CI runs: `fmt --check`, `clippy -D warnings`, then `test` |
+//! | `cargo xtask ci` | what CI runs: `fmt --check`, `clippy -D warnings`, `release-check`, then `test` |
 //! | `cargo xtask check-deps` | fail if a backend depends on another backend, or core on a network/runtime crate |
 //! | `cargo xtask bench` | copy a generated 1 GiB / 200-blob cache, next to `cp -r`; MB/s and peak memory |
 //! | `cargo xtask release-check [--no-verify]` | metadata, package contents and `cargo publish --dry-run` of every crate (in `ci`) |
 //! | `cargo xtask release CRATE VERSION [--dry-run]` | bump one crate, date its CHANGELOG, print the publish order |
+//! | `cargo xtask servers` | start the test servers and print their variables (for single tests by hand) |
+//! | `cargo xtask fuzz [SECONDS]` | run the cargo-fuzz targets in `fuzz/` (optional, not in CI) |
 
 mod gha_server;
 mod release;
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
         Some("gha-server") => gha_server::main(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <demo|test|ci|check-deps|bench [--quick]|release-check|release CRATE VERSION>".into(),
+            "usage: cargo xtask <demo|test|ci|check-deps|bench [--quick]|servers|release-check|release CRATE VERSION|fuzz [SECONDS]>".into(),
         ),
     };
     match result {
