@@ -194,6 +194,42 @@ impl GhaStore {
         }
     }
 
+    /// When the entry before the newest one (`#N-1`) holds a different build (no final cache key
+    /// in common), several images share this scope and each export replaces the other's cache.
+    async fn shared_scope_warning(&self, key: &str, matched: &str, newest: &AbstractCache) -> Option<String> {
+        let n: u64 = matched.rsplit_once('#')?.1.parse().ok()?;
+        if n < 2 {
+            return None;
+        }
+        let prev_key = format!("{key}#{}", n - 1);
+        let (found, bytes) = self.read_index(&prev_key).await.ok()??;
+        if found != prev_key {
+            return None;
+        }
+        let (prev, _) = decode_annotated(&bytes, &prev_key).ok()?;
+        let finals = |c: &AbstractCache| -> std::collections::HashSet<Digest> {
+            let linked: std::collections::HashSet<usize> = c
+                .records
+                .iter()
+                .flat_map(|r| r.inputs.iter().flatten().map(|i| i.link))
+                .collect();
+            c.records
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| !linked.contains(i) && !r.results.is_empty())
+                .map(|(_, r)| r.digest.clone())
+                .collect()
+        };
+        let (a, b) = (finals(&prev), finals(newest));
+        if a.is_empty() || b.is_empty() || !a.is_disjoint(&b) {
+            return None;
+        }
+        Some(format!(
+            "{matched} and {prev_key} hold different builds (no final cache key in common): several images share this scope, \
+             so each export replaces the other's cache; give each image its own scope="
+        ))
+    }
+
     /// Upload bytes under a freshly reserved key (the index).
     async fn save_bytes(&self, key: &str, reservation: crate::api::Reservation, bytes: Vec<u8>) -> Result<()> {
         let size = bytes.len() as u64;
@@ -328,6 +364,9 @@ impl CacheStore for GhaStore {
             tracing::info!(key = %matched, scope, bytes = bytes.len(), layers = cache.blobs.len(), layer_bytes = cache.layer_bytes(), "index entry");
             first.get_or_insert_with(|| Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes));
             parts.push(CachePart::of(matched.clone(), scope.to_string(), &bytes, &cache));
+            if let Some(w) = self.shared_scope_warning(key, &matched, &cache).await {
+                warnings.push(w);
+            }
             caches.push(cache);
             warnings.extend(w);
         }

@@ -1414,3 +1414,36 @@ fn the_test_server_works_with_the_official_client() {
         "the second save met an existing key"
     );
 }
+
+#[test]
+fn inspect_warns_when_builds_share_a_scope() {
+    let Some(g) = gha() else {
+        return;
+    };
+    let ns = unique("shared");
+    let token = jwt(&[("refs/heads/main", 3)]);
+    let remote = g.spec(Api::V2, &ns, &token, "scope=app");
+    // The same build twice: one scope, one image: no warning.
+    for _ in 0..2 {
+        run(
+            &["copy", "--from", &src(&fixture_cache("local-max")), "--to", &remote],
+            &[],
+        )
+        .ok();
+    }
+    let s = run(&["inspect", &remote, "--json"], &[]).ok().json();
+    assert!(!s["warnings"].to_string().contains("share this scope"), "{s}");
+    // Then another image's build into the same scope: its export replaced the first one's.
+    let two = fixture_cache("local-two-tags");
+    run(
+        &["copy", "--from", &format!("{},tag=main", src(&two)), "--to", &remote],
+        &[],
+    )
+    .ok();
+    let s = run(&["inspect", &remote, "--json"], &[]).ok().json();
+    let warnings = s["warnings"].to_string();
+    assert!(
+        warnings.contains("several images share this scope") && warnings.contains("#3") && warnings.contains("#2"),
+        "{s}"
+    );
+}
