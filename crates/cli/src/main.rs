@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use bkcache_core::synthetic::{generate, SyntheticSpec};
 use bkcache_core::transfer::{self, CopyOptions, Source, Target};
-use bkcache_core::{inspect, lifecycle, scan, Backends, CacheSpec, Env, Error};
+use bkcache_core::{inspect, lifecycle, scan, Backends, CacheSpec, CacheStore, Env, Error, LoadedCache};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Exit code: the command line or a cache option is wrong.
@@ -199,9 +199,6 @@ fn backends() -> Backends {
         .with(bkcache_gha::GhaFactory)
 }
 
-/// Types BuildKit knows that this build does not implement yet (for a clearer error).
-const PLANNED: &[&str] = &[];
-
 /// The command line, with `--version` listing every crate's version.
 fn cli_command() -> clap::Command {
     Cli::command().long_version(dist::long_version())
@@ -285,19 +282,15 @@ fn parse_one(input: &str) -> Result<CacheSpec, Error> {
     }
 }
 
-fn check_type(backends: &Backends, spec: &CacheSpec) -> Result<(), Error> {
-    match backends.get(&spec.kind) {
-        Ok(_) => Ok(()),
-        Err(_) if PLANNED.contains(&spec.kind.as_str()) => Err(Error::UnknownType {
-            kind: spec.kind.clone(),
-            known: format!(
-                "{} (type={} is a BuildKit cache type this build of bkcache does not support yet)",
-                backends.iter().map(|b| b.type_name()).collect::<Vec<_>>().join(", "),
-                spec.kind
-            ),
-        }),
-        Err(e) => Err(e),
-    }
+/// Open a `--from`-style spec and load its cache; no cache there is an error.
+async fn open_loaded(backends: &Backends, env: &Env, input: &str) -> Result<(Box<dyn CacheStore>, LoadedCache), Error> {
+    let spec = parse_one(input)?;
+    let store = backends.open_source(&spec, env)?;
+    let loaded = store.load().await?.ok_or_else(|| Error::CacheNotFound {
+        location: store.location(),
+        hint: String::new(),
+    })?;
+    Ok((store, loaded))
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -308,7 +301,6 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Copy(args) => {
             let mut sources = Vec::new();
             for spec in CacheSpec::parse_all(&args.from)? {
-                check_type(&backends, &spec)?;
                 let store = backends.open_source(&spec, &env)?;
                 sources.push(Source {
                     label: spec.to_string(),
@@ -332,7 +324,6 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             let mut targets = Vec::new();
             for spec in CacheSpec::parse_all(&args.to)? {
-                check_type(&backends, &spec)?;
                 let t = backends.open_target(&spec, &env)?;
                 for w in &t.warnings {
                     output::warn(quiet, &format!("{spec}: {w}"));
@@ -361,25 +352,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             })
         }
         Command::Inspect(args) => {
-            let spec = parse_one(&args.spec)?;
-            check_type(&backends, &spec)?;
-            let store = backends.open_source(&spec, &env)?;
-            let loaded = store.load().await?.ok_or_else(|| Error::CacheNotFound {
-                location: store.location(),
-                hint: String::new(),
-            })?;
+            let (store, loaded) = open_loaded(&backends, &env, &args.spec).await?;
             let summary = inspect::summarize(&store.location(), &loaded);
             output::summary(&summary, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(args) => {
-            let spec = parse_one(&args.spec)?;
-            check_type(&backends, &spec)?;
-            let store = backends.open_source(&spec, &env)?;
-            let loaded = store.load().await?.ok_or_else(|| Error::CacheNotFound {
-                location: store.location(),
-                hint: String::new(),
-            })?;
+            let (store, loaded) = open_loaded(&backends, &env, &args.spec).await?;
             let report = inspect::verify(store.as_ref(), &loaded, args.parallelism as usize).await;
             output::verify_report(&store.location(), &loaded, &report, args.json, quiet)?;
             Ok(if report.problems.is_empty() {
@@ -389,13 +368,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             })
         }
         Command::Scan(args) => {
-            let spec = parse_one(&args.spec)?;
-            check_type(&backends, &spec)?;
-            let store = backends.open_source(&spec, &env)?;
-            let loaded = store.load().await?.ok_or_else(|| Error::CacheNotFound {
-                location: store.location(),
-                hint: String::new(),
-            })?;
+            let (store, loaded) = open_loaded(&backends, &env, &args.spec).await?;
             let report = scan::scan(store.as_ref(), &loaded, args.parallelism as usize).await?;
             output::scan_report(&store.location(), &report, args.json)?;
             Ok(if report.findings.is_empty() {
@@ -406,7 +379,6 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Prune(args) => {
             let spec = parse_one(&args.spec)?;
-            check_type(&backends, &spec)?;
             let store = backends.open_source(&spec, &env)?;
             let policy = lifecycle::PrunePolicy {
                 keep_duration: args
@@ -426,14 +398,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Diff(args) => {
             let mut caches = Vec::new();
             for s in [&args.a, &args.b] {
-                let spec = parse_one(s)?;
-                check_type(&backends, &spec)?;
-                let store = backends.open_source(&spec, &env)?;
-                let loaded = store.load().await?.ok_or_else(|| Error::CacheNotFound {
-                    location: store.location(),
-                    hint: String::new(),
-                })?;
-                caches.push(loaded.cache);
+                caches.push(open_loaded(&backends, &env, s).await?.1.cache);
             }
             let report = lifecycle::diff(&caches[0], &caches[1]);
             output::diff_report(&report, args.json)?;
@@ -466,7 +431,6 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 },
         } => {
             let spec = parse_one(&to)?;
-            check_type(&backends, &spec)?;
             let t = backends.open_target(&spec, &env)?;
             let committed = generate(
                 t.store.as_ref(),
