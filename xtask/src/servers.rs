@@ -50,6 +50,28 @@ pub(crate) fn free_port() -> Result<u16> {
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
+/// A self-signed P-256 certificate (`openssl req -x509`), valid for 2 days.
+fn self_signed(subject: &str, key: &Path, cert: &Path) -> Result {
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+        ])
+        .arg(subject)
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert))
+}
+
 pub(crate) fn sh(cmd: &mut Command) -> Result {
     let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if out.status.success() {
@@ -158,24 +180,7 @@ impl Servers {
         std::fs::create_dir_all(&tls).map_err(|e| e.to_string())?;
         // A CA and a server certificate it signs (rustls refuses a CA certificate as the
         // server's own, as it should).
-        sh(Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=bkcache test CA",
-                "-keyout",
-            ])
-            .arg(tls.join("ca-key.pem"))
-            .arg("-out")
-            .arg(tls.join("ca.pem")))?;
+        self_signed("/CN=bkcache test CA", &tls.join("ca-key.pem"), &tls.join("ca.pem"))?;
         sh(Command::new("openssl")
             .args([
                 "req",
@@ -235,24 +240,7 @@ impl Servers {
         // runs the token server on the port given here.
         let tok = dir.join("token");
         std::fs::create_dir_all(&tok).map_err(|e| e.to_string())?;
-        sh(Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=bkcache-token-issuer",
-                "-keyout",
-            ])
-            .arg(tok.join("key.pem"))
-            .arg("-out")
-            .arg(tok.join("cert.pem")))?;
+        self_signed("/CN=bkcache-token-issuer", &tok.join("key.pem"), &tok.join("cert.pem"))?;
         sh(Command::new("openssl")
             .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
             .arg(tok.join("key.pem"))

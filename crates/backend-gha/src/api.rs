@@ -84,6 +84,22 @@ impl Service {
         format!("{}{TWIRP_PREFIX}{method}", self.config.url)
     }
 
+    /// A v1 JSON POST (reserve, commit) with the runtime token, retried by the client.
+    async fn v1_post_json(&self, operation: &str, url: &str, payload: String) -> Result<reqwest::Response, GhaError> {
+        let auth = self.bearer();
+        self.http
+            .send(operation, url, || {
+                self.http
+                    .client
+                    .post(url)
+                    .header(AUTHORIZATION, &auth)
+                    .header("accept", V1_ACCEPT)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(payload.clone())
+            })
+            .await
+    }
+
     fn v1_url(&self, path: &str) -> String {
         format!("{}_apis/artifactcache/{path}", self.config.url)
     }
@@ -274,19 +290,7 @@ impl Service {
             ApiVersion::V1 => {
                 let url = self.v1_url("caches");
                 let payload = json!({"key": key, "version": VERSION_HASH}).to_string();
-                let auth = self.bearer();
-                let resp = self
-                    .http
-                    .send(&operation, &url, || {
-                        self.http
-                            .client
-                            .post(&url)
-                            .header(AUTHORIZATION, &auth)
-                            .header("accept", V1_ACCEPT)
-                            .header(CONTENT_TYPE, "application/json")
-                            .body(payload.clone())
-                    })
-                    .await?;
+                let resp = self.v1_post_json(&operation, &url, payload).await?;
                 let status = resp.status();
                 let text = resp.text().await.unwrap_or_default();
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -517,19 +521,7 @@ impl Service {
         let operation = format!("committing {key}");
         let url = self.v1_url(&format!("caches/{id}"));
         let payload = json!({ "size": size }).to_string();
-        let auth = self.bearer();
-        let resp = self
-            .http
-            .send(&operation, &url, || {
-                self.http
-                    .client
-                    .post(&url)
-                    .header(AUTHORIZATION, &auth)
-                    .header("accept", V1_ACCEPT)
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(payload.clone())
-            })
-            .await?;
+        let resp = self.v1_post_json(&operation, &url, payload).await?;
         if resp.status().is_success() {
             return Ok(());
         }
