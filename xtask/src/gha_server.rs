@@ -416,6 +416,13 @@ impl AzureResponse {
     }
 }
 
+/// An account SAS URL for Azurite (`URL?sv=...`), for peers that take a SAS (the benchmark's
+/// rclone).
+pub(crate) fn account_sas_url(url: &str, account: &str, key: &str) -> Result<String> {
+    let az = Azure::new(url, account, key, "")?;
+    Ok(format!("{}?{}", az.account_url, az.account_sas()))
+}
+
 impl Azure {
     fn new(url: &str, account: &str, key: &str, container: &str) -> Result<Self> {
         let rest = url

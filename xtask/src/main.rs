@@ -7,12 +7,14 @@
 //! | `cargo xtask test` | the README's test command: dependency rules, every workspace test, the demo |
 //! | `cargo xtask ci` | what CI runs: `fmt --check`, `clippy -D warnings`, `release-check`, then `test` |
 //! | `cargo xtask check-deps` | fail if a backend depends on another backend, or core on a network/runtime crate |
-//! | `cargo xtask bench` | copy a generated 1 GiB / 200-blob cache, next to `cp -r`; MB/s and peak memory |
+//! | `cargo xtask bench [--quick]` | bkcache next to cp, skopeo, aws-cli and rclone on fresh servers; writes `BENCHMARKS.md` |
 //! | `cargo xtask release-check [--no-verify]` | metadata, package contents and `cargo publish --dry-run` of every crate (in `ci`) |
 //! | `cargo xtask release CRATE VERSION [--dry-run]` | bump one crate, date its CHANGELOG, print the publish order |
 //! | `cargo xtask servers` | start the test servers and print their variables (for single tests by hand) |
 //! | `cargo xtask fuzz [SECONDS]` | run the cargo-fuzz targets in `fuzz/` (optional, not in CI) |
 
+mod bench;
+mod bench_proxy;
 mod gha_server;
 mod release;
 mod servers;
@@ -22,7 +24,7 @@ mod servers_s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -33,14 +35,14 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("ci") => ci(),
         Some("check-deps") => check_deps(),
-        Some("bench") => bench(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         Some("servers") => serve(),
         Some("release-check") => release::release_check(&args[1..]),
         Some("release") => release::release(&args[1..]),
         Some("gha-server") => gha_server::main(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <demo|test|ci|check-deps|bench [--quick]|servers|release-check|release CRATE VERSION|fuzz [SECONDS]>".into(),
+            "usage: cargo xtask <demo|test|ci|check-deps|bench [--quick] [--only BACKENDS] [--sizes LABELS]|servers|release-check|release CRATE VERSION|fuzz [SECONDS]>".into(),
         ),
     };
     match result {
@@ -267,200 +269,6 @@ fn dependency_names_in(toml: &str, sections: &[&str]) -> Vec<String> {
         }
     }
     out
-}
-
-struct Measured {
-    wall: Duration,
-    max_rss_kib: u64,
-    cpu: Duration,
-}
-
-/// Run a command and measure wall time and peak RSS (`wait4` rusage).
-#[allow(unsafe_code)]
-fn measure(cmd: &mut Command) -> Result<Measured> {
-    let start = Instant::now();
-    let child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain old data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = start.elapsed();
-    if r != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!("{} failed (wait status {status})", show(cmd)));
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    Ok(Measured {
-        wall,
-        max_rss_kib: usage.ru_maxrss as u64,
-        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-    })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Layer conversion (force-compression) next to the gzip and zstd command-line tools on the
-/// same bytes, in the same run. MiB/s per CPU-second = uncompressed MiB / (user + sys time).
-fn bench_compression(bin: &Path, work: &Path, quick: bool) -> Result<String> {
-    let bytes: u64 = if quick { 64 << 20 } else { 256 << 20 };
-    let mib = bytes as f64 / (1u64 << 20) as f64;
-    let src = work.join("c-src");
-    run(Command::new(bin).args([
-        "debug",
-        "generate",
-        "--compressible",
-        "--to",
-        &format!("type=local,dest={}", src.display()),
-        "--blobs",
-        "64",
-        "--bytes",
-        &bytes.to_string(),
-    ]))?;
-    let blobs = |dir: &Path| -> Result<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
-            .map_err(|e| e.to_string())?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.metadata().map(|m| m.len() > 100_000).unwrap_or(false))
-            .map(|e| format!("'{}'", e.path().display()))
-            .collect();
-        names.sort();
-        Ok(names.join(" "))
-    };
-    let convert = |from: &Path, to: &str, opts: &str| -> Result<Measured> {
-        let out = work.join(to);
-        let _ = std::fs::remove_dir_all(&out);
-        measure(Command::new(bin).args([
-            "copy",
-            "-q",
-            "--from",
-            &format!("type=local,src={}", from.display()),
-            "--to",
-            &format!("type=local,dest={},{opts}", out.display()),
-        ]))
-    };
-    let peer = |script: String| measure(Command::new("sh").arg("-c").arg(script));
-    let raw = blobs(&src)?;
-    let mut rows = Vec::new();
-    let gz = convert(&src, "c-gz", "compression=gzip,force-compression=true")?;
-    let gz_peer = peer(format!("cat {raw} | gzip -6 > /dev/null"))?;
-    rows.push(("uncompressed -> gzip (level 6)", gz, "gzip -6", gz_peer));
-    let zs = convert(&src, "c-zst", "compression=zstd,force-compression=true")?;
-    let zs_peer = peer(format!("cat {raw} | zstd -q -3 -T0 > /dev/null"))?;
-    rows.push(("uncompressed -> zstd (level 3)", zs, "zstd -3 -T0", zs_peer));
-    let gz_blobs = blobs(&work.join("c-gz"))?;
-    let zst_blobs = blobs(&work.join("c-zst"))?;
-    let g2z = convert(&work.join("c-gz"), "c-g2z", "compression=zstd,force-compression=true")?;
-    let g2z_peer = peer(format!(
-        "for f in {gz_blobs}; do gzip -dc \"$f\"; done | zstd -q -3 -T0 > /dev/null"
-    ))?;
-    rows.push(("gzip -> zstd", g2z, "gzip -dc | zstd -3 -T0", g2z_peer));
-    let z2g = convert(&work.join("c-zst"), "c-z2g", "compression=gzip,force-compression=true")?;
-    let z2g_peer = peer(format!(
-        "for f in {zst_blobs}; do zstd -q -dc \"$f\"; done | gzip -6 > /dev/null"
-    ))?;
-    rows.push(("zstd -> gzip", z2g, "zstd -dc | gzip -6", z2g_peer));
-    let mut out = format!(
-        "layer conversion, {mib:.0} MiB of text-like layers (64 blobs); bkcache reads and writes OCI layouts (verify + fsync), peers pipe to /dev/null\n\
-         | conversion | bkcache MiB/s | bkcache MiB/s per CPU-s | peer | peer MiB/s | peer MiB/s per CPU-s | ratio per CPU-s |\n|---|---|---|---|---|---|---|\n"
-    );
-    for (what, b, peer_name, p) in rows {
-        let per = |m: &Measured| mib / m.cpu.as_secs_f64().max(1e-9);
-        out.push_str(&format!(
-            "| {what} | {:.0} | {:.0} | {peer_name} | {:.0} | {:.0} | {:.2} |\n",
-            mib / b.wall.as_secs_f64(),
-            per(&b),
-            mib / p.wall.as_secs_f64(),
-            per(&p),
-            per(&b) / per(&p)
-        ));
-    }
-    for d in ["c-src", "c-gz", "c-zst", "c-g2z", "c-z2g"] {
-        let _ = std::fs::remove_dir_all(work.join(d));
-    }
-    Ok(out)
-}
-
-/// Copy a generated cache with bkcache and with `cp -r` in the same run; report MiB/s, the
-/// ratio and bkcache's peak RSS (which must stay under 64 MiB).
-fn bench(args: &[String]) -> Result {
-    let quick = args.iter().any(|a| a == "--quick");
-    let (blobs, bytes, rounds) = if quick {
-        (50u64, 128u64 << 20, 1)
-    } else {
-        (200, 1u64 << 30, 3)
-    };
-    let bin = bkcache_bin(true)?;
-    let work = target_dir().join("bench");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    let src = work.join("src");
-    eprintln!("bench: generating {blobs} blobs, {} MiB ...", bytes >> 20);
-    run(Command::new(&bin).args([
-        "debug",
-        "generate",
-        "--to",
-        &format!("type=local,dest={}", src.display()),
-        "--blobs",
-        &blobs.to_string(),
-        "--bytes",
-        &bytes.to_string(),
-    ]))?;
-    let mib = bytes as f64 / (1u64 << 20) as f64;
-    let (mut cp, mut cp_sync, mut bk, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
-    for round in 0..rounds {
-        let out = work.join(format!("cp-{round}"));
-        let m = measure(Command::new("cp").arg("-r").arg(&src).arg(&out))?;
-        cp.push(mib / m.wall.as_secs_f64());
-        let _ = std::fs::remove_dir_all(&out);
-
-        let m = measure(Command::new("sh").arg("-c").arg(format!(
-            "cp -r '{}' '{}' && sync",
-            src.display(),
-            out.display()
-        )))?;
-        cp_sync.push(mib / m.wall.as_secs_f64());
-        let _ = std::fs::remove_dir_all(&out);
-
-        let out = work.join(format!("bk-{round}"));
-        let m = measure(Command::new(&bin).args([
-            "copy",
-            "-q",
-            "--from",
-            &format!("type=local,src={}", src.display()),
-            "--to",
-            &format!("type=local,dest={}", out.display()),
-        ]))?;
-        bk.push(mib / m.wall.as_secs_f64());
-        rss = rss.max(m.max_rss_kib);
-        if round + 1 == rounds {
-            run(Command::new(&bin).args(["verify", "-q", &format!("type=local,src={}", out.display())]))?;
-        }
-        let _ = std::fs::remove_dir_all(&out);
-    }
-    let (cp, cp_sync, bk) = (median(cp), median(cp_sync), median(bk));
-    let compression = bench_compression(&bin, &work, quick)?;
-    let report = format!(
-        "bkcache bench: local -> local copy of {blobs} blobs, {mib:.0} MiB (median of {rounds} rounds, warm page cache)\n\
-         | tool | MiB/s | ratio bkcache/tool |\n|---|---|---|\n\
-         | bkcache copy (verifies sha256, fsyncs each blob) | {bk:.0} | 1.00 |\n\
-         | cp -r (no verify, no fsync) | {cp:.0} | {:.2} |\n\
-         | cp -r && sync | {cp_sync:.0} | {:.2} |\n\
-         peak RSS of bkcache copy: {:.1} MiB (limit 64 MiB)\n",
-        bk / cp,
-        bk / cp_sync,
-        rss as f64 / 1024.0
-    );
-    let report = format!("{report}\n{compression}");
-    print!("{report}");
-    std::fs::write(work.join("report.md"), &report).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_dir_all(&src);
-    if rss >= 64 * 1024 {
-        return Err(format!("peak RSS {} KiB is over the 64 MiB budget", rss));
-    }
-    Ok(())
 }
 
 /// The cargo-fuzz targets in `fuzz/` (a separate project, outside the workspace), each run for

@@ -130,18 +130,23 @@ impl Servers {
         Ok(port)
     }
 
-    /// Whether `BKCACHE_SERVERS` (a comma list: registry, docker, s3, azurite, gha; default: all)
-    /// asks for this server (gha needs azurite). For running one backend's tests by hand.
-    pub(crate) fn wanted(name: &str) -> bool {
-        match std::env::var("BKCACHE_SERVERS") {
-            Ok(list) if !list.trim().is_empty() => list.split(',').any(|n| n.trim() == name),
-            _ => true,
-        }
+    /// Whether the comma list (registry, docker, s3, azurite, gha; empty: all) asks for this
+    /// server (gha needs azurite). `registry-plain` (not in "all") is the plain registry alone.
+    fn wanted_in(list: &str, name: &str) -> bool {
+        list.trim().is_empty() || list.split(',').any(|n| n.trim() == name)
     }
 
-    /// Start every server the tests use.
+    /// Start every server the tests use (or those `BKCACHE_SERVERS` names: for running one
+    /// backend's tests by hand).
     pub fn start() -> Result<Servers> {
-        let dir = std::env::temp_dir().join(format!("bkcache-servers-{}", std::process::id()));
+        Self::start_selected(&std::env::var("BKCACHE_SERVERS").unwrap_or_default())
+    }
+
+    /// Start the servers a comma list names (empty: all), in a directory of their own.
+    pub fn start_selected(list: &str) -> Result<Servers> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("bkcache-servers-{}-{seq}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mut s = Servers {
@@ -149,23 +154,37 @@ impl Servers {
             vars: Vec::new(),
             dir: dir.clone(),
         };
-
-        if Self::wanted("registry") {
+        let wanted = |name| Self::wanted_in(list, name);
+        if wanted("registry") {
             s.start_registries()?;
+        } else if list.split(',').any(|n| n.trim() == "registry-plain") {
+            // Only the plain registry (the benchmark starts a fresh one per run).
+            let port = s.spawn_registry("registry", "", true)?;
+            s.vars
+                .push(("BKCACHE_TEST_REGISTRY".into(), format!("127.0.0.1:{port}")));
         }
-        if Self::wanted("docker") && Self::wanted("registry") {
+        if wanted("docker") && wanted("registry") {
             s.start_dockerd()?;
         }
-        if Self::wanted("s3") {
+        if wanted("s3") {
             crate::servers_s3::start(&mut s)?;
         }
-        if Self::wanted("azurite") {
+        if wanted("azurite") {
             crate::servers_azurite::start(&mut s)?;
         }
-        if Self::wanted("gha") {
+        if wanted("gha") {
             crate::servers_gha::start(&mut s)?;
         }
         Ok(s)
+    }
+
+    /// The value of one of the variables this set of servers exports.
+    pub fn var(&self, name: &str) -> Result<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| format!("the servers export no {name}"))
     }
 
     fn start_registries(&mut self) -> Result {

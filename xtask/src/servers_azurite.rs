@@ -24,7 +24,7 @@ pub const ACCOUNT: &str = "devstoreaccount1";
 pub const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// Where `.ci/install.d/azurite.sh` installs it, else `azurite-blob` on `PATH`.
-fn azurite_blob() -> Option<PathBuf> {
+pub(crate) fn azurite_blob() -> Option<PathBuf> {
     if let Some(home) = std::env::var_os("HOME") {
         let p = PathBuf::from(home).join(".cache/bkcache/azurite/node_modules/.bin/azurite-blob");
         if p.is_file() {

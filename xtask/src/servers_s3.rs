@@ -16,7 +16,7 @@ use crate::Result;
 const VENV_BIN: &str = ".cache/bkcache/moto-venv/bin/moto_server";
 
 /// `$HOME/.cache/bkcache/moto-venv/bin/moto_server`, else `moto_server` on `PATH`.
-fn find_moto() -> Result<PathBuf> {
+pub(crate) fn find_moto() -> Result<PathBuf> {
     if let Some(home) = std::env::var_os("HOME") {
         let p = PathBuf::from(home).join(VENV_BIN);
         if p.is_file() {

@@ -633,6 +633,48 @@ impl AzblobStore {
     }
 }
 
+impl AzblobStore {
+    /// The blobs under the blobs directory, reading at most `limit` listing entries; `true`
+    /// when the listing was read to its end.
+    async fn list_blobs_bounded(&self, limit: usize) -> Result<(Vec<BlobEntry>, bool)> {
+        let dir = self.config.blob_dir();
+        let prefix = if dir.is_empty() { None } else { Some(key_path(&dir)?) };
+        let mut listing = self.store.list(prefix.as_ref());
+        let mut out = Vec::new();
+        let mut read = 0usize;
+        while let Some(item) = listing.next().await {
+            read += 1;
+            if read > limit {
+                return Ok((out, false));
+            }
+            let meta = match item {
+                Ok(m) => m,
+                Err(object_store::Error::NotFound { .. }) => break, // no container: no blobs
+                Err(e) => return Err(self.store_err(&format!("list {dir}"), e)),
+            };
+            let name = meta.location.as_ref();
+            let rest = if dir.is_empty() {
+                name
+            } else {
+                match name.strip_prefix(dir.as_str()).and_then(|r| r.strip_prefix('/')) {
+                    Some(r) => r,
+                    None => continue,
+                }
+            };
+            let Ok(digest) = Digest::parse(rest) else {
+                continue;
+            };
+            let t = meta.last_modified;
+            out.push(BlobEntry {
+                digest,
+                size: meta.size,
+                modified: Some(GoTime::from_unix(t.timestamp(), t.timestamp_subsec_nanos())),
+            });
+        }
+        Ok((out, true))
+    }
+}
+
 #[async_trait]
 impl CacheStore for AzblobStore {
     fn location(&self) -> String {
@@ -752,37 +794,50 @@ impl CacheStore for AzblobStore {
     }
 
     async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
-        let dir = self.config.blob_dir();
-        let prefix = if dir.is_empty() { None } else { Some(key_path(&dir)?) };
-        let mut listing = self.store.list(prefix.as_ref());
-        let mut out = Vec::new();
-        while let Some(item) = listing.next().await {
-            let meta = match item {
-                Ok(m) => m,
-                Err(object_store::Error::NotFound { .. }) => break, // no container: no blobs
-                Err(e) => return Err(self.store_err(&format!("list {dir}"), e)),
-            };
-            let name = meta.location.as_ref();
-            let rest = if dir.is_empty() {
-                name
-            } else {
-                match name.strip_prefix(dir.as_str()).and_then(|r| r.strip_prefix('/')) {
-                    Some(r) => r,
-                    None => continue,
-                }
-            };
-            let Ok(digest) = Digest::parse(rest) else {
-                continue;
-            };
-            let t = meta.last_modified;
-            out.push(BlobEntry {
-                digest,
-                size: meta.size,
-                modified: Some(GoTime::from_unix(t.timestamp(), t.timestamp_subsec_nanos())),
-            });
-        }
+        let mut out = self.list_blobs_bounded(usize::MAX).await?.0;
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
+    }
+
+    /// One listing of the blobs directory (5000 names a page) instead of a HEAD per blob, as
+    /// long as it is not much larger than what is asked: at most 20 entries are read per
+    /// digest; whatever a cut-short listing did not settle is asked with HEAD.
+    async fn blob_sizes(&self, digests: &[Digest], parallelism: usize) -> Result<Vec<Option<u64>>> {
+        if digests.len() < 2 {
+            let mut out = Vec::new();
+            for d in digests {
+                out.push(self.blob_size(d).await?);
+            }
+            return Ok(out);
+        }
+        let limit = digests.len().saturating_mul(20).max(1000);
+        // A listing that fails (a container not created yet answers 404 to List Blobs) settles
+        // nothing: HEAD each blob, whose answers say exactly what is missing.
+        let (listed, complete) = match self.list_blobs_bounded(limit).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!("listing the blobs failed, asking each blob: {e}");
+                (Vec::new(), false)
+            }
+        };
+        let by_digest: std::collections::HashMap<&Digest, u64> = listed.iter().map(|e| (&e.digest, e.size)).collect();
+        let checks: Vec<_> = digests
+            .iter()
+            .map(|d| {
+                let found = by_digest.get(d).copied();
+                async move {
+                    match found {
+                        Some(size) => Ok(Some(size)),
+                        None if complete => Ok(None),
+                        None => self.blob_size(d).await,
+                    }
+                }
+            })
+            .collect();
+        futures::stream::iter(checks)
+            .buffered(parallelism.max(1))
+            .try_collect()
+            .await
     }
 
     fn tag(&self) -> Option<String> {

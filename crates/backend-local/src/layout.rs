@@ -165,6 +165,24 @@ pub(crate) fn reachable(root: &Path, index: &Index) -> Result<HashSet<Digest>> {
 }
 
 /// `blobs/sha256/<hex>` (the digest type guarantees `hex` is 64 hex characters).
+/// fsync `blobs/` and each `blobs/<algorithm>/` directory, so every blob renamed into place
+/// so far survives a power loss (called at commit, before the index is written).
+pub(crate) fn sync_blob_dirs(root: &Path) -> Result<()> {
+    let blobs = root.join("blobs");
+    let entries = match std::fs::read_dir(&blobs) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(&blobs, "list", e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err(&blobs, "list", e))?;
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            sync_dir(&entry.path())?;
+        }
+    }
+    sync_dir(&blobs)
+}
+
 pub(crate) fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
     root.join("blobs").join(digest.algorithm()).join(digest.hex())
 }

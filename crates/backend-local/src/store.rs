@@ -405,7 +405,9 @@ impl CacheStore for LocalStore {
             }
             std::fs::rename(&tmp, &final_path).map_err(|e| io_err(&final_path, "rename into place", e))?;
             guard.disarm();
-            layout::sync_dir(final_path.parent().unwrap_or(Path::new(".")))
+            // The directory entry is made durable once, at commit, before the index names it
+            // (one directory fsync per export instead of one per blob).
+            Ok(())
         });
         let fed: Result<()> = async {
             while let Some(chunk) = data.next().await {
@@ -440,6 +442,8 @@ impl CacheStore for LocalStore {
         let mut warnings = encoded.warnings;
         let (deleted, reset_warnings) = self
             .blocking(move |root| {
+                // Every blob's rename durable before the index that names it.
+                layout::sync_blob_dirs(&root)?;
                 layout::with_index_lock(&root, || {
                     layout::put_tag(&root, &manifest, &tag)?;
                     if reset {

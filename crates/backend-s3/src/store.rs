@@ -743,6 +743,12 @@ impl S3Store {
     /// Every object whose key starts with `key_prefix` (object_store lists whole path segments:
     /// list the parent "directory" and filter).
     async fn list_prefix(&self, key_prefix: &str) -> Result<Vec<ObjectMeta>> {
+        Ok(self.list_prefix_bounded(key_prefix, usize::MAX).await?.0)
+    }
+
+    /// Like [`Self::list_prefix`], reading at most `limit` entries; `true` when the listing
+    /// was read to its end.
+    async fn list_prefix_bounded(&self, key_prefix: &str, limit: usize) -> Result<(Vec<ObjectMeta>, bool)> {
         let parent = match key_prefix.rfind('/') {
             Some(i) => Some(Path::parse(&key_prefix[..i]).map_err(|e| S3Error::Setup {
                 reason: format!("cannot list under {key_prefix:?}: {e}"),
@@ -751,7 +757,12 @@ impl S3Store {
         };
         let mut stream = self.s3.list(parent.as_ref());
         let mut out = Vec::new();
+        let mut read = 0usize;
         while let Some(item) = stream.next().await {
+            read += 1;
+            if read > limit {
+                return Ok((out, false));
+            }
             match item {
                 Ok(m) if m.location.as_ref().starts_with(key_prefix) => out.push(m),
                 Ok(_) => {}
@@ -763,7 +774,21 @@ impl S3Store {
                 }
             }
         }
-        Ok(out)
+        Ok((out, true))
+    }
+
+    /// What a HEAD or a listing says of a blob: its size, and (on export) whether touch will
+    /// refresh it at commit.
+    fn note(&self, digest: &Digest, meta: &ObjectMeta) -> u64 {
+        if self.export {
+            let state = if self.is_stale(meta) {
+                Seen::Stale { size: meta.size }
+            } else {
+                Seen::Fresh
+            };
+            self.set_seen(digest, state);
+        }
+        meta.size
     }
 
     /// At commit: every blob the config names must be present; stale ones are touched.
@@ -988,15 +1013,55 @@ impl CacheStore for S3Store {
             self.forget(digest);
             return Ok(None);
         };
-        if self.export {
-            let state = if self.is_stale(&meta) {
-                Seen::Stale { size: meta.size }
-            } else {
-                Seen::Fresh
-            };
-            self.set_seen(digest, state);
+        Ok(Some(self.note(digest, &meta)))
+    }
+
+    /// One listing of the blobs prefix (1000 keys a page) instead of a HEAD per blob, as long
+    /// as the prefix is not much larger than what is asked: at most 20 entries are read per
+    /// digest (one LIST page per 50 HEADs saved); whatever a cut-short or refused listing did
+    /// not settle is asked with HEAD.
+    async fn blob_sizes(&self, digests: &[Digest], parallelism: usize) -> Result<Vec<Option<u64>>> {
+        if digests.len() < 2 {
+            let mut out = Vec::new();
+            for d in digests {
+                out.push(self.blob_size(d).await?);
+            }
+            return Ok(out);
         }
-        Ok(Some(meta.size))
+        let limit = digests.len().saturating_mul(20).max(1000);
+        // A listing that fails (credentials without s3:ListBucket are common in CI policies)
+        // settles nothing: HEAD each blob, as before, with its own clear errors.
+        let (listed, complete) = match self
+            .list_prefix_bounded(&self.settings.layout.blobs_key_prefix(), limit)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!("listing the blobs failed, asking each blob: {e}");
+                (Vec::new(), false)
+            }
+        };
+        let by_key: HashMap<&str, &ObjectMeta> = listed.iter().map(|m| (m.location.as_ref(), m)).collect();
+        let checks: Vec<_> = digests
+            .iter()
+            .map(|d| {
+                let found = by_key.get(self.settings.layout.blob_key(d).as_str()).copied();
+                async move {
+                    match found {
+                        Some(meta) => Ok(Some(self.note(d, meta))),
+                        None if complete => {
+                            self.forget(d);
+                            Ok(None)
+                        }
+                        None => self.blob_size(d).await,
+                    }
+                }
+            })
+            .collect();
+        futures::stream::iter(checks)
+            .buffered(parallelism.max(1))
+            .try_collect()
+            .await
     }
 
     async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {

@@ -127,7 +127,7 @@
 //! let env = Env::empty("/");
 //! // Fill name=a with a generated 3-layer cache, then copy it to name=b with the engine.
 //! let a = backends.open_target(&CacheSpec::parse("type=mem,name=a")?[0], &env)?;
-//! let three = synthetic::SyntheticSpec { blobs: 3, total_bytes: 3000, seed: 1, compressible: false };
+//! let three = synthetic::SyntheticSpec { blobs: 3, total_bytes: 3000, seed: 1, compressible: false, realistic: false };
 //! synthetic::generate(a.store.as_ref(), &three, &a.options).await?;
 //!
 //! let (from, to) = (&CacheSpec::parse("type=mem,name=a")?[0], &CacheSpec::parse("type=mem,name=b,mode=max")?[0]);

@@ -141,6 +141,19 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
     /// The size of a blob, or `None` when it is absent.
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>>;
 
+    /// The sizes of many blobs (`None`: absent), in the order asked, for the export plan.
+    /// Default: [`CacheStore::blob_size`] for each, `parallelism` at a time. Stores that can
+    /// list (s3, azblob) answer with a bounded listing instead of one request per blob.
+    async fn blob_sizes(&self, digests: &[Digest], parallelism: usize) -> Result<Vec<Option<u64>>> {
+        let checks: Vec<_> = digests.iter().map(|d| self.blob_size(d)).collect();
+        futures::stream::iter(checks)
+            .buffered(parallelism.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
     /// Open a blob for reading from `offset`.
     async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream>;
 

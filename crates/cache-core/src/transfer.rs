@@ -334,6 +334,9 @@ pub async fn copy(
     })
 }
 
+/// Existence checks in flight per transfer slot (`CopyOptions::parallelism`).
+const CHECKS_PER_TRANSFER: usize = 4;
+
 #[allow(clippy::too_many_arguments)]
 async fn export_one(
     sources: &[Source],
@@ -413,16 +416,19 @@ async fn export_one(
         ));
     }
 
-    // Plan: which blobs does the target lack?
-    let store = &target.store;
-    let checks: Vec<(Descriptor, Option<u64>)> = futures::stream::iter(cache.blobs.values())
-        .map(|d| async move { store.blob_size(&d.digest).await.map(|s| (d.clone(), s)) })
-        .buffer_unordered(options.parallelism.max(1))
-        .try_collect()
+    // Plan: which blobs does the target lack? Existence checks are small requests (or one
+    // listing), so they run wider than the transfers.
+    let digests: Vec<Digest> = cache.blobs.values().map(|d| d.digest.clone()).collect();
+    let sizes = target
+        .store
+        .blob_sizes(&digests, options.parallelism.max(1) * CHECKS_PER_TRANSFER)
         .await?;
-    let missing: Vec<Descriptor> = checks
-        .into_iter()
-        .filter_map(|(d, size)| (size != Some(d.size)).then_some(d))
+    let missing: Vec<Descriptor> = cache
+        .blobs
+        .values()
+        .zip(sizes)
+        .filter(|(d, size)| *size != Some(d.size))
+        .map(|(d, _)| d.clone())
         .collect();
     report.blobs_present = cache.blobs.len() - missing.len();
     let bytes: u64 = missing.iter().map(|d| d.size).sum();

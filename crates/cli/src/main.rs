@@ -185,6 +185,9 @@ enum DebugCommand {
         /// Text-like, compressible content (for compression benchmarks).
         #[arg(long)]
         compressible: bool,
+        /// A real build's shape: log-uniform blob sizes, chains of at most 16 layers.
+        #[arg(long)]
+        realistic: bool,
     },
 }
 
@@ -428,6 +431,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                     bytes,
                     seed,
                     compressible,
+                    realistic,
                 },
         } => {
             let spec = parse_one(&to)?;
@@ -439,6 +443,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                     total_bytes: bytes,
                     seed,
                     compressible,
+                    realistic,
                 },
                 &t.options,
             )

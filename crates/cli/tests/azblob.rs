@@ -780,3 +780,71 @@ fn sas_tokens_work_and_never_show() {
         }
     }
 }
+
+/// A no-change re-export asks Azure with one listing of the blobs directory, not a HEAD per
+/// blob, and uploads no blob.
+#[test]
+fn no_change_reexport_lists_once_and_uploads_no_blob() {
+    let Some(az) = azurite() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("gen");
+    bkcache(&[
+        "debug",
+        "generate",
+        "--realistic",
+        "--to",
+        &dest(&local, ""),
+        "--blobs",
+        "40",
+        "--bytes",
+        "400000",
+    ])
+    .ok();
+    let container = unique("reexport");
+    let first = bkcache(&[
+        "copy",
+        "--json",
+        "--from",
+        &src(&local),
+        "--to",
+        &az.spec(&container, ""),
+    ])
+    .ok()
+    .json();
+    assert_eq!(first["targets"][0]["blobs_copied"], 40, "{first}");
+
+    let proxy = common::proxy::Proxy::start(&az.url);
+    let via = Azurite {
+        url: proxy.rewrite(&az.url),
+        account: az.account.clone(),
+        key: az.key.clone(),
+    };
+    let again = bkcache(&[
+        "copy",
+        "--json",
+        "--from",
+        &src(&local),
+        "--to",
+        &via.spec(&container, ""),
+    ])
+    .ok()
+    .json();
+    assert_eq!(again["targets"][0]["blobs_copied"], 0, "{again}");
+    assert_eq!(again["targets"][0]["manifest"], first["targets"][0]["manifest"]);
+    let log = proxy.log();
+    let per_blob: Vec<_> = log.iter().filter(|e| e.path.contains("/blobs/sha256:")).collect();
+    assert!(per_blob.is_empty(), "no request per blob: {per_blob:?}");
+    let lists = log
+        .iter()
+        .filter(|e| e.method == "GET" && e.path.contains("comp=list"))
+        .count();
+    assert_eq!(lists, 1, "{log:?}");
+    let writes: Vec<_> = log
+        .iter()
+        .filter(|e| e.method == "PUT" && !e.path.contains("restype=container"))
+        .map(|e| e.path.clone())
+        .collect();
+    assert_eq!(writes.len(), 1, "only the config under the name: {writes:?}");
+}

@@ -1209,3 +1209,60 @@ fn signatures_and_permissions_checked_by_moto_iam() {
         }
     }
 }
+
+/// A no-change re-export asks S3 with one listing of the blobs prefix, not a HEAD per blob,
+/// uploads no blob, and rewrites only the config object (BuildKit's behaviour for the name).
+#[test]
+fn no_change_reexport_lists_once_and_uploads_no_blob() {
+    let Some(ep) = server("BKCACHE_TEST_S3") else {
+        return;
+    };
+    let bucket = new_bucket(&ep, "reexport");
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("gen");
+    bkcache(&[
+        "debug",
+        "generate",
+        "--realistic",
+        "--to",
+        &dest(&local, ""),
+        "--blobs",
+        "40",
+        "--bytes",
+        "400000",
+    ])
+    .ok();
+    let first = bkcache(&["copy", "--json", "--from", &src(&local), "--to", &s3(&ep, &bucket, "")])
+        .ok()
+        .json();
+    assert_eq!(first["targets"][0]["blobs_copied"], 40, "{first}");
+
+    let proxy = common::proxy::Proxy::start(&ep);
+    let again = bkcache(&[
+        "copy",
+        "--json",
+        "--from",
+        &src(&local),
+        "--to",
+        &s3(&proxy.url(), &bucket, ""),
+    ])
+    .ok()
+    .json();
+    assert_eq!(again["targets"][0]["blobs_copied"], 0, "{again}");
+    assert_eq!(again["targets"][0]["manifest"], first["targets"][0]["manifest"]);
+    let log = proxy.log();
+    let per_blob: Vec<_> = log.iter().filter(|e| e.path.contains("/blobs/sha256:")).collect();
+    assert!(per_blob.is_empty(), "no request per blob: {per_blob:?}");
+    let lists = log
+        .iter()
+        .filter(|e| e.method == "GET" && e.path.contains("list-type=2"))
+        .count();
+    assert_eq!(lists, 1, "{log:?}");
+    let writes: Vec<_> = log
+        .iter()
+        .filter(|e| e.method == "PUT")
+        .map(|e| e.path.clone())
+        .collect();
+    assert_eq!(writes.len(), 1, "only the config under the name: {writes:?}");
+    assert!(writes[0].contains("/manifests/"), "{writes:?}");
+}
