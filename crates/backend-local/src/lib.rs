@@ -16,8 +16,9 @@
 //! `image-manifest`, `compression*`, `ignore-error`).
 //!
 //! Writes are crash-safe: a blob is written to `ingest/`, fsynced, verified (digest and size)
-//! and only then renamed into `blobs/sha256/`; at commit the blob directories are fsynced
-//! once, then `index.json` is replaced by rename under an exclusive `flock` on
+//! and only then renamed into `blobs/sha256/` (the fsync and rename finish in the background,
+//! up to 16 writers at once, while the next blobs stream); at commit the store waits for them,
+//! fsyncs the blob directories once, then `index.json` is replaced by rename under an exclusive `flock` on
 //! `index.json.lock` (the lock BuildKit takes), after every blob it names.
 //! A `kill -9` at any point leaves `index.json` either as it was or complete.
 //!

@@ -137,6 +137,50 @@ pub struct LocalStore {
     tag: String,
     digest: Option<Digest>,
     reset: bool,
+    finishing: std::sync::Arc<Finishing>,
+}
+
+/// Blob writers that got their whole verified stream and are finishing (write out, fsync,
+/// rename into place) while the next transfers run: fsyncs overlap instead of queueing one
+/// transfer slot each. `commit` waits for all of them before the index names a blob.
+#[derive(Debug)]
+struct Finishing {
+    /// Writers alive at once (transferring or finishing); each holds at most
+    /// `CHANNEL_DEPTH` chunks.
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    /// An async lock, held while waiting: a second waiter returns only after the first's
+    /// writers are done.
+    tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
+}
+
+/// Blob writers alive at once per store.
+const WRITERS: usize = 16;
+
+impl Default for Finishing {
+    fn default() -> Self {
+        Finishing {
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(WRITERS)),
+            tasks: tokio::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Finishing {
+    /// Wait for every finishing writer; the first failure is the answer.
+    async fn wait(&self) -> Result<()> {
+        let mut tasks = self.tasks.lock().await;
+        let mut first = Ok(());
+        for t in tasks.drain(..) {
+            let r = t
+                .await
+                .map_err(|e| Error::io("local store", "blob writer task", std::io::Error::other(e)))
+                .and_then(|r| r);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
 }
 
 impl LocalStore {
@@ -147,6 +191,7 @@ impl LocalStore {
             tag: "latest".into(),
             digest: None,
             reset: false,
+            finishing: Default::default(),
         }
     }
 
@@ -319,6 +364,8 @@ impl CacheStore for LocalStore {
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        // A blob handed to a finishing writer is visible once that writer is done.
+        self.finishing.wait().await?;
         let path = blob_path(&self.root, digest);
         match tokio::fs::metadata(&path).await {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
@@ -382,10 +429,18 @@ impl CacheStore for LocalStore {
                 .map_err(|e| io_err(dir, "create directory", e))?;
         }
         let tmp = layout::temp_path(&ingest, desc.digest.hex());
+        let slot = self
+            .finishing
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::io(self.location(), "blob writer slot", std::io::Error::other(e)))?;
         // The blocking writer only renames the scratch file into place when told the stream
         // ended verified (`Write::Commit`); a closed channel without it means abort.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteMsg>(CHANNEL_DEPTH);
         let writer = tokio::task::spawn_blocking(move || -> Result<()> {
+            let _slot = slot;
             let guard = TempGuard(Some(tmp.clone()));
             let mut file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, "create", e))?;
             loop {
@@ -409,17 +464,31 @@ impl CacheStore for LocalStore {
             // (one directory fsync per export instead of one per blob).
             Ok(())
         });
-        let fed: Result<()> = async {
+        let fed: Result<bool> = async {
             while let Some(chunk) = data.next().await {
                 if tx.send(WriteMsg::Data(chunk?)).await.is_err() {
-                    return Ok(()); // the writer failed; its error is reported below
+                    return Ok(false); // the writer failed; its error is reported below
                 }
             }
-            let _ = tx.send(WriteMsg::Commit).await;
-            Ok(())
+            Ok(tx.send(WriteMsg::Commit).await.is_ok())
         }
         .await;
         drop(tx);
+        if let Ok(true) = fed {
+            // Verified and handed over: the writer finishes (fsync, rename) in the background;
+            // `commit` waits for it. Earlier writers that already failed are reported now.
+            let done = {
+                let mut tasks = self.finishing.tasks.lock().await;
+                tasks.push(writer);
+                tasks.iter().position(|t| t.is_finished()).map(|i| tasks.swap_remove(i))
+            };
+            return match done {
+                Some(t) => t
+                    .await
+                    .map_err(|e| Error::io(self.location(), "blob writer task", std::io::Error::other(e)))?,
+                None => Ok(()),
+            };
+        }
         let written = writer
             .await
             .map_err(|e| Error::io(self.location(), "blob writer task", std::io::Error::other(e)))?;
@@ -435,7 +504,10 @@ impl CacheStore for LocalStore {
                 warnings: vec!["skipping cache export for empty result (as BuildKit does)".into()],
             });
         }
+        // Every layer blob written and durable before the config and manifest name them.
+        self.finishing.wait().await?;
         let encoded = write_manifest_blobs(self, cache, options).await?;
+        self.finishing.wait().await?;
         let manifest = encoded.manifest.clone();
         let tag = self.tag.clone();
         let reset = self.reset;

@@ -210,11 +210,26 @@ async fn load_source(src: &Source, parallelism: usize, sink: &mut Warn<'_>) -> R
         sink.warn(format!("{}: {w}", src.label));
     }
     let store = &src.store;
-    let checks: Vec<(Digest, u64, Result<Option<u64>>)> = futures::stream::iter(loaded.cache.blobs.values())
-        .map(|d| async move { (d.digest.clone(), d.size, store.blob_size(&d.digest).await) })
-        .buffer_unordered(parallelism.max(1))
-        .collect()
-        .await;
+    // One call for all (a listing where the store can), per blob when that fails, so each
+    // blob that cannot be checked is named.
+    let digests: Vec<Digest> = loaded.cache.blobs.values().map(|d| d.digest.clone()).collect();
+    let wide = parallelism.max(1) * CHECKS_PER_TRANSFER;
+    let checks: Vec<(Digest, u64, Result<Option<u64>>)> = match store.blob_sizes(&digests, wide).await {
+        Ok(sizes) => loaded
+            .cache
+            .blobs
+            .values()
+            .zip(sizes)
+            .map(|(d, size)| (d.digest.clone(), d.size, Ok(size)))
+            .collect(),
+        Err(_) => {
+            futures::stream::iter(loaded.cache.blobs.values())
+                .map(|d| async move { (d.digest.clone(), d.size, store.blob_size(&d.digest).await) })
+                .buffer_unordered(wide)
+                .collect()
+                .await
+        }
+    };
     let mut bad: HashMap<Digest, String> = HashMap::new();
     for (digest, want, got) in checks {
         match got {
