@@ -127,6 +127,9 @@ const S3_CREDS: [(&str, &str); 3] = [
 impl Bench {
     /// Time one command, its output to a log (shown when it fails).
     fn time(&self, cmd: &mut Command) -> Result<Measured> {
+        // Start every run with no dirty pages left by the one before (its writeback would be
+        // charged to this one).
+        let _ = Command::new("sync").status();
         let log = std::fs::File::create(&self.log).map_err(|e| e.to_string())?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         cmd.stdin(Stdio::null()).stdout(log).stderr(err);
@@ -666,12 +669,16 @@ fn machine(work: &Path, bin: &Path) -> String {
         .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()))
         .map_or("unknown".into(), |kib| format!("{:.1} GiB", kib as f64 / 1048576.0));
     let fs = version("findmnt", &["-no", "FSTYPE,SOURCE", "-T", &work.display().to_string()]);
-    let moto = version(
-        &crate::servers_s3::find_moto()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-        &["--version"],
-    );
+    let moto = crate::servers_s3::find_moto()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("python")))
+        .map(|py| {
+            version(
+                &py.display().to_string(),
+                &["-c", "import moto; print(moto.__version__)"],
+            )
+        })
+        .unwrap_or_else(|| "not found".into());
     format!(
         "- CPU: {model}, {cores} cores (SHA extensions: {}), memory {mem}\n\
          - kernel: {}; work directory on {fs}\n\
@@ -836,7 +843,8 @@ fn report(
            chains of at most 16 layers) in the OCI image-manifest layout, so `cp`, `skopeo`, `aws` and \
            `rclone` can all read the same directory. Page cache warm (the cache was just written).\n\
          - Wall, CPU (user+sys) and peak RSS of the tool's own process tree from `wait4`; the servers' \
-           CPU is not counted (they share the 2 cores). Median of the rounds shown per size.\n\
+           CPU is not counted (they share the 2 cores). `sync` before every run. Median of the rounds \
+           shown per size.\n\
          - bkcache verifies the sha256 of every blob it moves and fsyncs every blob it writes to disk; \
            `cp`, `aws s3 sync` and `rclone` do neither (rclone checks MD5s against S3/Azure ETags).\n\
          - Speed-up = peer wall time / bkcache wall time (above 1: bkcache is faster).\n\
@@ -965,7 +973,7 @@ fn compression(bin: &Path, work: &Path, quick: bool) -> Result<String> {
     let bytes: u64 = if quick { 64 << 20 } else { 256 << 20 };
     let mib = bytes as f64 / (1u64 << 20) as f64;
     let src = work.join("c-src");
-    run(Command::new(bin).args([
+    run(Command::new(bin).stdout(Stdio::null()).args([
         "debug",
         "generate",
         "--compressible",

@@ -12,6 +12,17 @@
 //! bkcache inspect type=local,src=/tmp/copy --json
 //! ```
 
+/// `println!` that ends the process quietly when the reader closed the pipe
+/// (`bkcache inspect … | head`) instead of panicking, as the JSON output does.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::output::stdout_failed(e);
+        }
+    }};
+}
+
 mod dist;
 mod output;
 mod progress;
@@ -449,7 +460,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             )
             .await?;
             if let Some(m) = committed.manifest {
-                println!("{}", m.digest);
+                say!("{}", m.digest);
             }
             Ok(ExitCode::SUCCESS)
         }

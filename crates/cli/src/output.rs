@@ -20,6 +20,16 @@ fn print_json<T: Serialize>(value: &T) -> Result<(), Error> {
     }
 }
 
+/// stdout could not be written: a closed pipe is the reader's choice (exit 0, quietly); any
+/// other failure is an error (exit 1).
+pub fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to stdout: {e}");
+    std::process::exit(1);
+}
+
 /// A warning on stderr (unless quiet).
 pub fn warn(quiet: bool, msg: &str) {
     if !quiet {
@@ -51,7 +61,7 @@ pub fn copy_report(report: &CopyReport, json: bool, quiet: bool) -> Result<(), E
         match &t.outcome {
             Outcome::Committed => {
                 if !quiet {
-                    println!(
+                    say!(
                         "{}: {} records, {} layers; copied {} blobs ({}), {} already there; manifest {}",
                         t.target,
                         t.records,
@@ -75,15 +85,15 @@ pub fn summary(s: &Summary, json: bool) -> Result<(), Error> {
     if json {
         return print_json(s);
     }
-    println!("cache      {}", s.location);
-    println!("format     {} ({})", s.format, s.manifest.media_type);
-    println!("manifest   {} ({} bytes)", s.manifest.digest, s.manifest.size);
+    say!("cache      {}", s.location);
+    say!("format     {} ({})", s.format, s.manifest.media_type);
+    say!("manifest   {} ({} bytes)", s.manifest.digest, s.manifest.size);
     if let Some(c) = &s.config {
-        println!("config     {} ({} bytes)", c.digest, c.size);
+        say!("config     {} ({} bytes)", c.digest, c.size);
     }
-    println!("records    {} ({} with results)", s.records, s.results);
-    println!("layers     {} ({})", s.layers.len(), human(s.layer_bytes));
-    println!("total      {} ({} bytes)", human(s.total_bytes), s.total_bytes);
+    say!("records    {} ({} with results)", s.records, s.results);
+    say!("layers     {} ({})", s.layers.len(), human(s.layer_bytes));
+    say!("total      {} ({} bytes)", human(s.total_bytes), s.total_bytes);
     let ages: Vec<String> = s
         .age
         .iter()
@@ -91,10 +101,10 @@ pub fn summary(s: &Summary, json: bool) -> Result<(), Error> {
         .map(|a| format!("{} {} results / {}", a.bucket, a.results, human(a.layer_bytes)))
         .collect();
     if !ages.is_empty() {
-        println!("age        {}", ages.join(", "));
+        say!("age        {}", ages.join(", "));
     }
     for p in &s.parts {
-        println!(
+        say!(
             "part       {} ({}): {} records, {} layers, {}",
             p.name,
             p.scope,
@@ -103,13 +113,16 @@ pub fn summary(s: &Summary, json: bool) -> Result<(), Error> {
             human(p.layer_bytes)
         );
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "{:<71}  {:>10}  {:<12}  {:<31}  MEDIA TYPE",
-        "LAYER", "SIZE", "COMPRESSION", "CREATED"
+        "LAYER",
+        "SIZE",
+        "COMPRESSION",
+        "CREATED"
     );
     for l in &s.layers {
-        println!(
+        say!(
             "{:<71}  {:>10}  {:<12}  {:<31}  {}",
             l.digest,
             l.size,
@@ -160,14 +173,14 @@ pub fn verify_report(
         if quiet {
             return Ok(());
         }
-        println!(
+        say!(
             "{location}: ok: manifest {}, {} blobs ({}) verified",
             loaded.manifest.digest,
             r.blobs_checked,
             human(r.bytes_read)
         );
     } else {
-        println!(
+        say!(
             "{location}: {} problem(s) in {} blobs",
             r.problems.len(),
             r.blobs_checked
@@ -201,16 +214,16 @@ pub fn backends(backends: &Backends, json: bool) -> Result<(), Error> {
         return print_json(&list);
     }
     for b in &list {
-        println!("type={}  {}", b.kind, b.summary);
+        say!("type={}  {}", b.kind, b.summary);
         for a in &b.attributes {
             let dir = match a.applies {
                 bkcache_core::factory::Applies::Import => "from",
                 bkcache_core::factory::Applies::Export => "to",
                 bkcache_core::factory::Applies::Both => "from,to",
             };
-            println!("  {:<18} {:<8} default: {:<40} {}", a.name, dir, a.default, a.meaning);
+            say!("  {:<18} {:<8} default: {:<40} {}", a.name, dir, a.default, a.meaning);
         }
-        println!();
+        say!();
     }
     Ok(())
 }
@@ -227,7 +240,7 @@ pub fn prune_report(r: &bkcache_core::lifecycle::PruneReport, json: bool, quiet:
     }
     let verb = if r.dry_run { "would drop" } else { "dropped" };
     let s = &r.selection;
-    println!(
+    say!(
         "{}: {verb} {} of {} results ({} -> {} of layers){}",
         r.location,
         s.results_dropped,
@@ -240,14 +253,14 @@ pub fn prune_report(r: &bkcache_core::lifecycle::PruneReport, json: bool, quiet:
             .unwrap_or_default()
     );
     if !r.tags_removed.is_empty() {
-        println!(
+        say!(
             "{}: {} tags {}",
             r.location,
             if r.dry_run { "would remove" } else { "removed" },
             r.tags_removed.join(", ")
         );
     }
-    println!(
+    say!(
         "{}: {} {} unreferenced blobs ({}) of {} listed; {} younger than --min-age kept",
         r.location,
         if r.dry_run { "would delete" } else { "deleted" },
@@ -263,7 +276,7 @@ pub fn diff_report(d: &bkcache_core::lifecycle::DiffReport, json: bool) -> Resul
     if json {
         return print_json(d);
     }
-    println!(
+    say!(
         "layers   shared {} ({}), only A {} ({}), only B {} ({})",
         d.shared_layers,
         human(d.shared_bytes),
@@ -272,9 +285,12 @@ pub fn diff_report(d: &bkcache_core::lifecycle::DiffReport, json: bool) -> Resul
         d.only_b_layers,
         human(d.only_b_bytes)
     );
-    println!(
+    say!(
         "records  shared {}, only A {}, only B {}; results for the same key in both: {}",
-        d.shared_records, d.only_a_records, d.only_b_records, d.shared_results
+        d.shared_records,
+        d.only_a_records,
+        d.only_b_records,
+        d.shared_results
     );
     Ok(())
 }
@@ -284,7 +300,7 @@ pub fn scan_report(location: &str, r: &bkcache_core::scan::ScanReport, json: boo
         return print_json(r);
     }
     for f in &r.findings {
-        println!(
+        say!(
             "{location}: {} in layer {}: {} ({})",
             f.path,
             f.layer.short(),
@@ -292,7 +308,7 @@ pub fn scan_report(location: &str, r: &bkcache_core::scan::ScanReport, json: boo
             f.detail
         );
     }
-    println!(
+    say!(
         "{location}: {} layers, {} files scanned, {} finding(s)",
         r.layers_scanned,
         r.files_scanned,

@@ -405,8 +405,16 @@ fn s3_exports_complete_or_leave_the_config_untouched() {
     use Expect::*;
     let cases: Vec<(&str, Vec<Rule>, Expect)> = vec![
         (
-            "503 burst on blob HEAD",
-            vec![Rule::request("HEAD", "/blobs/", Fault::status(503)).times(2)],
+            "503 burst on the blob listing",
+            vec![Rule::request("GET", "list-type=2", Fault::status(503)).times(2)],
+            Complete,
+        ),
+        (
+            "listing refused: one HEAD per blob, with a 503 burst on HEAD",
+            vec![
+                Rule::request("GET", "list-type=2", Fault::status(403)).always(),
+                Rule::request("HEAD", "/blobs/", Fault::status(503)).times(2),
+            ],
             Complete,
         ),
         (
@@ -430,8 +438,8 @@ fn s3_exports_complete_or_leave_the_config_untouched() {
             Complete,
         ),
         (
-            "truncated HEAD answer",
-            vec![Rule::request("HEAD", "/blobs/", Fault::Truncate)],
+            "truncated listing answer",
+            vec![Rule::request("GET", "list-type=2", Fault::Truncate)],
             Complete,
         ),
         (
@@ -565,8 +573,16 @@ fn azblob_exports_complete_or_leave_the_config_untouched() {
     use Expect::*;
     let cases: Vec<(&str, Vec<Rule>, Expect)> = vec![
         (
-            "503 burst on blob HEAD",
-            vec![Rule::request("HEAD", "/blobs/", Fault::status(503)).times(2)],
+            "503 burst on the blob listing",
+            vec![Rule::request("GET", "comp=list", Fault::status(503)).times(2)],
+            Complete,
+        ),
+        (
+            "listing refused: one HEAD per blob, with a 503 burst on HEAD",
+            vec![
+                Rule::request("GET", "comp=list", Fault::status(403)).always(),
+                Rule::request("HEAD", "/blobs/", Fault::status(503)).times(2),
+            ],
             Complete,
         ),
         (
@@ -592,8 +608,8 @@ fn azblob_exports_complete_or_leave_the_config_untouched() {
             Complete,
         ),
         (
-            "truncated HEAD answer",
-            vec![Rule::request("HEAD", "/blobs/", Fault::Truncate)],
+            "truncated listing answer",
+            vec![Rule::request("GET", "comp=list", Fault::Truncate)],
             Complete,
         ),
         (

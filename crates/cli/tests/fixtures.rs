@@ -254,3 +254,28 @@ fn tags_and_reset_follow_buildkit() {
         bkcache(&["verify", &format!("{},tag={tag}", src(&layout))]).ok();
     }
 }
+
+/// `bkcache inspect … | head`: a reader that closes the pipe early ends bkcache quietly (exit
+/// 0, no panic), in text and in JSON.
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    let cache = src(&fixture_cache("local-max"));
+    for json in [false, true] {
+        let mut args = vec!["inspect", cache.as_str()];
+        if json {
+            args.push("--json");
+        }
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before bkcache has loaded the cache and written anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "json={json}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "json={json}: {stderr}");
+    }
+}
