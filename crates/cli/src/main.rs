@@ -218,7 +218,29 @@ fn cli_command() -> clap::Command {
     Cli::command().long_version(dist::long_version())
 }
 
+/// glibc gives each thread that allocates an arena of its own (up to 8 per core); blob chunks
+/// allocated on the reader threads and freed on the runtime's workers then leave every arena
+/// holding freed memory. One arena keeps the peak RSS within budget at the same speed: s3 export
+/// of 1 GiB / 600 blobs to moto, 3 runs each: 83-86 MiB with the default, 58-59 MiB with 2
+/// arenas, 44.7 MiB with 1, 7.0-7.4 s in every case. (Set before any thread starts;
+/// `MALLOC_ARENA_MAX` in the environment still wins, as glibc reads it first.)
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any other thread
+        // exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::from_arg_matches(&cli_command().get_matches()).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose, cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
