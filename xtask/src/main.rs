@@ -104,7 +104,7 @@ fn test() -> Result {
     run(cargo().args(["test", "--workspace", "--no-run"]))?;
     let servers = servers::Servers::start()?;
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace"]);
+    cmd.args(["test", "--workspace", "--no-fail-fast"]);
     for (k, v) in &servers.vars {
         cmd.env(k, v);
     }

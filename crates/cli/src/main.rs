@@ -97,7 +97,7 @@ struct CopyArgs {
     /// Target cache, as buildx --cache-to (e.g. type=local,dest=DIR,mode=max). Repeatable.
     #[arg(long = "to", value_name = "SPEC", required = true)]
     to: Vec<String>,
-    /// Blobs transferred at once per target.
+    /// Blobs transferred at once per target (existence checks run 4x as wide).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     parallelism: u16,
     /// Directory for layers being recompressed (force-compression); default: the temp dir.
