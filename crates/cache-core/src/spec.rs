@@ -256,9 +256,25 @@ fn parse_json(input: &str) -> Result<Vec<CacheSpec>> {
         let mut kind = None;
         let mut attrs = BTreeMap::new();
         for (k, v) in map {
+            // buildx decodes each entry into a Go `map[string]string`: strings only, and a
+            // `null` stands for the empty string.
             let v = match v {
                 serde_json::Value::String(s) => s,
-                other => other.to_string(),
+                serde_json::Value::Null => String::new(),
+                other => {
+                    let (kind, hint) = match &other {
+                        serde_json::Value::Bool(_) => ("a boolean", format!("\"{other}\"")),
+                        serde_json::Value::Number(_) => ("a number", format!("\"{other}\"")),
+                        serde_json::Value::Array(_) => ("an array", "one string".into()),
+                        _ => ("an object", "one string".into()),
+                    };
+                    return Err(Error::Spec {
+                        input: "<json>".into(),
+                        reason: format!(
+                            "JSON cache option {k:?} is {kind}; every value must be a string (write {hint})"
+                        ),
+                    });
+                }
             };
             if k.eq_ignore_ascii_case("type") {
                 kind = Some(v);
@@ -476,6 +492,12 @@ mod tests {
         check_err("type=local,src=a\"b", "bare \"");
         check_err("type=local,\"src=a", "missing \"");
         check_err(r#"[{"ref":"x"}]"#, "type required");
+        // Values are strings (buildx: Go map[string]string); null is the empty string.
+        check(r#"{"type":"local","src":"d","tag":null}"#, &["type=local,src=d,tag="]);
+        check_err(r#"{"type":"local","src":"d","tag":1}"#, "\"tag\" is a number");
+        check_err(r#"{"type":"s3","use_path_style":true}"#, "write \"true\"");
+        check_err(r#"{"type":["local"]}"#, "\"type\" is an array");
+        check_err(r#"{"type":"local","src":{"a":"b"}}"#, "\"src\" is an object");
     }
 
     #[test]

@@ -150,7 +150,16 @@ fn malformed_and_mistyped_cache_options() {
             2,
             &["expected exactly one cache, got 2"],
         ),
-        (args(&["inspect", "{\"type\":[\"local\"]}"]), 2, &["unknown cache type"]),
+        (
+            args(&["inspect", "{\"type\":[\"local\"]}"]),
+            2,
+            &["JSON cache option \"type\" is an array; every value must be a string"],
+        ),
+        (
+            args(&["inspect", "{\"type\":\"local\",\"src\":\"/x\",\"tag\":7}"]),
+            2,
+            &["\"tag\" is a number; every value must be a string (write \"7\")"],
+        ),
         (
             args(&["inspect", "type=LOCAL,src=/x"]),
             2,
