@@ -6,10 +6,10 @@ use std::io::Read;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::compression::{decompressor, with_reader};
+use crate::compression::{decompressor, limit_error, with_reader, BoundedReader};
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::media_type::Compression;
 use crate::store::{CacheStore, LoadedCache};
 use crate::tar;
@@ -134,7 +134,7 @@ fn token_rules(text: &str) -> Vec<(&'static str, String)> {
 }
 
 /// Scan one decompressed layer tar.
-fn scan_tar(layer: &Digest, tar: &mut dyn Read, report: &mut ScanReport) -> Result<()> {
+fn scan_tar(layer: &Digest, tar: &mut dyn Read, report: &mut ScanReport) -> std::io::Result<()> {
     let mut findings = Vec::new();
     let mut files = 0u64;
     tar::for_each_entry(tar, |entry, content| {
@@ -175,15 +175,21 @@ fn scan_tar(layer: &Digest, tar: &mut dyn Read, report: &mut ScanReport) -> Resu
             });
         }
         Ok(())
-    })
-    .map_err(|e| Error::io(format!("layer {layer}"), "read tar", e))?;
+    })?;
     report.files_scanned += files;
     report.findings.extend(findings);
     Ok(())
 }
 
-/// Scan every layer of `loaded` from `store` (`parallelism` layers at once).
-pub async fn scan(store: &dyn CacheStore, loaded: &LoadedCache, parallelism: usize) -> Result<ScanReport> {
+/// Scan every layer of `loaded` from `store` (`parallelism` layers at once). A layer whose
+/// uncompressed tar exceeds `max_uncompressed` bytes ends the scan with [`crate::Error::TooLarge`]
+/// (see [`crate::compression::DEFAULT_MAX_UNCOMPRESSED`]).
+pub async fn scan(
+    store: &dyn CacheStore,
+    loaded: &LoadedCache,
+    parallelism: usize,
+    max_uncompressed: u64,
+) -> Result<ScanReport> {
     let layers: Vec<&Descriptor> = loaded.cache.blobs.values().collect();
     let results: Vec<Result<ScanReport>> = futures::stream::iter(layers)
         .map(|desc| async move {
@@ -191,12 +197,12 @@ pub async fn scan(store: &dyn CacheStore, loaded: &LoadedCache, parallelism: usi
             let stream = store.open_blob(desc, 0).await?;
             let layer = desc.digest.clone();
             with_reader(desc, stream, move |reader| {
-                let mut tar = decompressor(compression, reader)?;
+                let mut tar = BoundedReader::new(decompressor(compression, reader)?, max_uncompressed);
+                let what = format!("layer {layer}");
                 let mut r = ScanReport::default();
-                scan_tar(&layer, &mut tar, &mut r)?;
+                scan_tar(&layer, &mut tar, &mut r).map_err(|e| limit_error(&what, "read tar", e))?;
                 // Read to the end so the verified stream checks the whole blob's digest.
-                std::io::copy(&mut tar, &mut std::io::sink())
-                    .map_err(|e| Error::io(format!("layer {layer}"), "read", e))?;
+                std::io::copy(&mut tar, &mut std::io::sink()).map_err(|e| limit_error(&what, "read", e))?;
                 Ok(r)
             })
             .await

@@ -63,7 +63,7 @@ enum Command {
     /// Check that every blob of a cache is present with the right digest and size.
     Verify(VerifyArgs),
     /// Read every layer (streamed, never unpacked) and report files that look like credentials.
-    Scan(VerifyArgs),
+    Scan(ScanArgs),
     /// Drop old results, fit a size, remove other tags; then delete blobs no manifest references.
     Prune(PruneArgs),
     /// Compare two caches: shared and unique layers, bytes and records.
@@ -106,7 +106,8 @@ struct CopyArgs {
     /// Scan every source's layers for credentials first, and refuse to copy if any is found.
     #[arg(long)]
     scan: bool,
-    /// Refuse to recompress a layer whose uncompressed size exceeds this many bytes.
+    /// Refuse to recompress (or, with --scan, to scan) a layer whose uncompressed size exceeds
+    /// this many bytes.
     #[arg(long, value_name = "BYTES", default_value_t = bkcache_core::compression::DEFAULT_MAX_UNCOMPRESSED)]
     max_uncompressed: u64,
     /// Print the report as JSON on stdout.
@@ -130,6 +131,21 @@ struct VerifyArgs {
     /// Blobs read at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     parallelism: u16,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ScanArgs {
+    /// The cache, as buildx --cache-from.
+    spec: String,
+    /// Layers read at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallelism: u16,
+    /// Stop with an error at a layer whose uncompressed tar exceeds this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = bkcache_core::compression::DEFAULT_MAX_UNCOMPRESSED)]
+    max_uncompressed: u64,
     /// Print JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -349,7 +365,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                     let Some(loaded) = src.store.load().await? else {
                         continue;
                     };
-                    let report = scan::scan(src.store.as_ref(), &loaded, args.parallelism as usize).await?;
+                    let report = scan::scan(
+                        src.store.as_ref(),
+                        &loaded,
+                        args.parallelism as usize,
+                        args.max_uncompressed,
+                    )
+                    .await?;
                     output::scan_report(&src.store.location(), &report, false)?;
                     found += report.findings.len();
                 }
@@ -405,7 +427,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Scan(args) => {
             let (store, loaded) = open_loaded(&backends, &env, &args.spec).await?;
-            let report = scan::scan(store.as_ref(), &loaded, args.parallelism as usize).await?;
+            let report = scan::scan(
+                store.as_ref(),
+                &loaded,
+                args.parallelism as usize,
+                args.max_uncompressed,
+            )
+            .await?;
             output::scan_report(&store.location(), &report, args.json)?;
             Ok(if report.findings.is_empty() {
                 ExitCode::SUCCESS

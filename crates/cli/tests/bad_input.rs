@@ -835,9 +835,33 @@ fn decompression_bombs_and_broken_layers() {
     );
     assert!(!out.join("index.json").exists());
     assert_blobs_intact(&out);
-    // Scan streams the tar (nothing unpacked, memory bounded): it reads the bomb through.
+    // Scan streams the tar (nothing unpacked, memory bounded): it reads the bomb through
+    // under the default bound, and stops at a lower one (scan and copy --scan alike).
     let r = bkcache(&["scan", &src(&bomb), "--json"]).ok();
     assert_eq!(r.json()["files_scanned"], 1);
+    let limit = (16u64 << 20).to_string();
+    for args in [
+        vec!["scan", &src(&bomb), "--max-uncompressed", &limit],
+        vec![
+            "copy",
+            "--scan",
+            "--from",
+            &src(&bomb),
+            "--to",
+            &dest(&out, ""),
+            "--max-uncompressed",
+            &limit,
+        ],
+    ] {
+        let r = bkcache(&args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("too large") && r.stderr.contains(&layers[0]) && r.stderr.contains("limit 16777216"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert!(!out.join("index.json").exists(), "copy --scan stopped before copying");
 
     // A "gzip" layer that is not gzip: conversion and scan say so.
     let garbage = tmp.path().join("garbage");

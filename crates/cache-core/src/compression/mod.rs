@@ -145,6 +145,43 @@ impl<R: Read> Read for BoundedHashingReader<R> {
     }
 }
 
+/// A reader that refuses to yield more than `limit` bytes (a decompression bomb ends in an
+/// error that [`limit_error`] turns into [`Error::TooLarge`]).
+pub(crate) struct BoundedReader<R: Read> {
+    inner: R,
+    read: u64,
+    limit: u64,
+}
+
+impl<R: Read> BoundedReader<R> {
+    pub(crate) fn new(inner: R, limit: u64) -> Self {
+        Self { inner, read: 0, limit }
+    }
+}
+
+impl<R: Read> Read for BoundedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::other(LimitExceeded(self.limit)));
+        }
+        Ok(n)
+    }
+}
+
+/// The error for an I/O error of a bounded read: [`Error::TooLarge`] when the bound was hit.
+pub(crate) fn limit_error(what: &str, op: &str, e: io::Error) -> Error {
+    if let Some(l) = e.get_ref().and_then(|i| i.downcast_ref::<LimitExceeded>()) {
+        return Error::TooLarge {
+            what: format!("uncompressed {what}"),
+            size: l.0 + 1,
+            limit: l.0,
+        };
+    }
+    Error::io(what, op, e)
+}
+
 #[derive(Debug)]
 struct LimitExceeded(u64);
 
@@ -176,16 +213,7 @@ pub fn convert_sync(
             ),
         })?;
     let what = format!("layer {}", src.digest);
-    let io_err = |op: &str, e: io::Error| -> Error {
-        if let Some(l) = e.get_ref().and_then(|i| i.downcast_ref::<LimitExceeded>()) {
-            return Error::TooLarge {
-                what: format!("uncompressed {what}"),
-                size: l.0 + 1,
-                limit: l.0,
-            };
-        }
-        Error::io(what.clone(), op, e)
-    };
+    let io_err = |op: &str, e: io::Error| -> Error { limit_error(&what, op, e) };
     let mut tar = BoundedHashingReader {
         inner: decompressor(from, input)?,
         hasher: Hasher::new(),
