@@ -330,39 +330,13 @@ fn registry_tools(bin: &Path, src: &Path) -> (Backend, Vec<Tool>) {
         ],
         setup: |_| Ok(()),
     };
-    let (bin1, bin2, src1, src2) = (bin.to_owned(), bin.to_owned(), src.to_owned(), src.to_owned());
-    let bk = tool(
-        "bkcache",
-        Box::new(move |c| {
-            Ok(cmd(
-                &bin1.display().to_string(),
-                &[
-                    "copy".into(),
-                    "-q".into(),
-                    "--from".into(),
-                    format!("type=local,src={}", src1.display()),
-                    "--to".into(),
-                    format!(
-                        "type=registry,ref=127.0.0.1:{}/bench/cache:c,image-manifest=true,oci-mediatypes=true",
-                        c.port
-                    ),
-                ],
-            ))
-        }),
-        Box::new(move |c, dir| {
-            Ok(cmd(
-                &bin2.display().to_string(),
-                &[
-                    "copy".into(),
-                    "-q".into(),
-                    "--from".into(),
-                    format!("type=registry,ref=127.0.0.1:{}/bench/cache:c", c.port),
-                    "--to".into(),
-                    format!("type=local,dest={}", dir.display()),
-                ],
-            ))
-        }),
+    let bk = bk_tool(
+        bin,
+        src,
+        |c| Ok(format!("type=registry,ref=127.0.0.1:{}/bench/cache:c", c.port)),
+        ",image-manifest=true,oci-mediatypes=true",
     );
+    let src2 = src.to_owned();
     let skopeo = tool(
         "skopeo copy --preserve-digests",
         Box::new(move |c| {
@@ -395,7 +369,8 @@ fn registry_tools(bin: &Path, src: &Path) -> (Backend, Vec<Tool>) {
     (b, vec![bk, skopeo])
 }
 
-fn bk_tool(bin: &Path, src: &Path, spec: fn(&Ctx) -> Result<String>) -> Tool {
+/// `bkcache copy` from the generated cache to `spec` (plus `export_attrs`) and back to a dir.
+fn bk_tool(bin: &Path, src: &Path, spec: fn(&Ctx) -> Result<String>, export_attrs: &'static str) -> Tool {
     let (bin1, bin2, src) = (bin.to_owned(), bin.to_owned(), src.to_owned());
     tool(
         "bkcache",
@@ -408,7 +383,7 @@ fn bk_tool(bin: &Path, src: &Path, spec: fn(&Ctx) -> Result<String>) -> Tool {
                     "--from".into(),
                     format!("type=local,src={}", src.display()),
                     "--to".into(),
-                    spec(c)?,
+                    spec(c)? + export_attrs,
                 ],
             ))
         }),
@@ -465,12 +440,17 @@ fn s3_tools(bin: &Path, src: &Path) -> (Backend, Vec<Tool>) {
             ]))
         },
     };
-    let bk = bk_tool(bin, src, |c| {
-        Ok(format!(
+    let bk = bk_tool(
+        bin,
+        src,
+        |c| {
+            Ok(format!(
             "type=s3,bucket=bench,region=us-east-1,endpoint_url=http://127.0.0.1:{},use_path_style=true,access_key_id=test,secret_access_key=test",
             c.port
         ))
-    });
+        },
+        "",
+    );
     let src1 = src.to_owned();
     let aws = |args: Vec<String>, port: u16| {
         let mut c = cmd("aws", &args);
@@ -536,14 +516,19 @@ fn azblob_tools(bin: &Path, src: &Path) -> (Backend, Vec<Tool>) {
         ],
         setup: |_| Ok(()),
     };
-    let bk = bk_tool(bin, src, |c| {
-        let account = c.var("BKCACHE_TEST_AZURITE_ACCOUNT")?;
-        Ok(format!(
+    let bk = bk_tool(
+        bin,
+        src,
+        |c| {
+            let account = c.var("BKCACHE_TEST_AZURITE_ACCOUNT")?;
+            Ok(format!(
             "type=azblob,account_url=http://127.0.0.1:{}/{account},account_name={account},secret_access_key={},container=bench",
             c.port,
             c.var("BKCACHE_TEST_AZURITE_KEY")?
         ))
-    });
+        },
+        "",
+    );
     let rclone = rclone_tool(src, |c| {
         let account = c.var("BKCACHE_TEST_AZURITE_ACCOUNT")?;
         let url = format!("http://127.0.0.1:{}/{account}", c.port);
