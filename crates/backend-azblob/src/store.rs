@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bkcache_core::annotated::{decode_annotated, encode_annotated};
 use bkcache_core::factory::{Applies, AttributeDoc};
-use bkcache_core::store::{BlobEntry, CachePart, Committed};
+use bkcache_core::store::{sizes_by_listing, BlobEntry, CachePart, Committed};
 use bkcache_core::{
     AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
     Error, ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
@@ -830,44 +830,15 @@ impl CacheStore for AzblobStore {
     }
 
     /// One listing of the blobs directory (5000 names a page) instead of a HEAD per blob, as
-    /// long as it is not much larger than what is asked: at most 20 entries are read per
-    /// digest; whatever a cut-short listing did not settle is asked with HEAD.
+    /// long as it is not much larger than what is asked (the plan of
+    /// [`bkcache_core::store::sizes_by_listing`]). A container not created yet answers 404 to
+    /// List Blobs: then each blob is asked.
     async fn blob_sizes(&self, digests: &[Digest], parallelism: usize) -> Result<Vec<Option<u64>>> {
-        if digests.len() < 2 {
-            let mut out = Vec::new();
-            for d in digests {
-                out.push(self.blob_size(d).await?);
-            }
-            return Ok(out);
-        }
-        let limit = digests.len().saturating_mul(20).max(1000);
-        // A listing that fails (a container not created yet answers 404 to List Blobs) settles
-        // nothing: HEAD each blob, whose answers say exactly what is missing.
-        let (listed, complete) = match self.list_blobs_bounded(limit).await {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::debug!("listing the blobs failed, asking each blob: {e}");
-                (Vec::new(), false)
-            }
+        let list = |budget| async move {
+            let (listed, complete) = self.list_blobs_bounded(budget).await?;
+            Ok((listed.into_iter().map(|e| (e.digest, e.size)).collect(), complete))
         };
-        let by_digest: std::collections::HashMap<&Digest, u64> = listed.iter().map(|e| (&e.digest, e.size)).collect();
-        let checks: Vec<_> = digests
-            .iter()
-            .map(|d| {
-                let found = by_digest.get(d).copied();
-                async move {
-                    match found {
-                        Some(size) => Ok(Some(size)),
-                        None if complete => Ok(None),
-                        None => self.blob_size(d).await,
-                    }
-                }
-            })
-            .collect();
-        futures::stream::iter(checks)
-            .buffered(parallelism.max(1))
-            .try_collect()
-            .await
+        sizes_by_listing(digests, parallelism, list, |d| self.blob_size(d)).await
     }
 
     fn tag(&self) -> Option<String> {

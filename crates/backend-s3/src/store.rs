@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bkcache_core::annotated::{decode_annotated, encode_annotated};
 use bkcache_core::factory::{Applies, AttributeDoc};
-use bkcache_core::store::{BlobEntry, Committed};
+use bkcache_core::store::{sizes_by_listing, BlobEntry, Committed};
 use bkcache_core::{
     AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
     Error, ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
@@ -1056,51 +1056,31 @@ impl CacheStore for S3Store {
     }
 
     /// One listing of the blobs prefix (1000 keys a page) instead of a HEAD per blob, as long
-    /// as the prefix is not much larger than what is asked: at most 20 entries are read per
-    /// digest (one LIST page per 50 HEADs saved); whatever a cut-short or refused listing did
-    /// not settle is asked with HEAD.
+    /// as the prefix is not much larger than what is asked (the plan of
+    /// [`bkcache_core::store::sizes_by_listing`]; credentials without s3:ListBucket, common in
+    /// CI policies, fall back to a HEAD per blob). Listed blobs are noted for the touch at
+    /// commit like HEADed ones.
     async fn blob_sizes(&self, digests: &[Digest], parallelism: usize) -> Result<Vec<Option<u64>>> {
-        if digests.len() < 2 {
-            let mut out = Vec::new();
-            for d in digests {
-                out.push(self.blob_size(d).await?);
-            }
-            return Ok(out);
-        }
-        let limit = digests.len().saturating_mul(20).max(1000);
-        // A listing that fails (credentials without s3:ListBucket are common in CI policies)
-        // settles nothing: HEAD each blob, as before, with its own clear errors.
-        let (listed, complete) = match self
-            .list_prefix_bounded(&self.settings.layout.blobs_key_prefix(), limit)
-            .await
-        {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::debug!("listing the blobs failed, asking each blob: {e}");
-                (Vec::new(), false)
-            }
+        let list = |budget| async move {
+            let prefix = self.settings.layout.blobs_key_prefix();
+            let (listed, complete) = self.list_prefix_bounded(&prefix, budget).await?;
+            let by_key: HashMap<&str, &ObjectMeta> = listed.iter().map(|m| (m.location.as_ref(), m)).collect();
+            let sizes = digests
+                .iter()
+                .filter_map(|d| {
+                    let meta = by_key.get(self.settings.layout.blob_key(d).as_str())?;
+                    Some((d.clone(), self.note(d, meta)))
+                })
+                .collect();
+            Ok((sizes, complete))
         };
-        let by_key: HashMap<&str, &ObjectMeta> = listed.iter().map(|m| (m.location.as_ref(), m)).collect();
-        let checks: Vec<_> = digests
-            .iter()
-            .map(|d| {
-                let found = by_key.get(self.settings.layout.blob_key(d).as_str()).copied();
-                async move {
-                    match found {
-                        Some(meta) => Ok(Some(self.note(d, meta))),
-                        None if complete => {
-                            self.forget(d);
-                            Ok(None)
-                        }
-                        None => self.blob_size(d).await,
-                    }
-                }
-            })
-            .collect();
-        futures::stream::iter(checks)
-            .buffered(parallelism.max(1))
-            .try_collect()
-            .await
+        let sizes = sizes_by_listing(digests, parallelism, list, |d| self.blob_size(d)).await?;
+        for (d, size) in digests.iter().zip(&sizes) {
+            if size.is_none() {
+                self.forget(d);
+            }
+        }
+        Ok(sizes)
     }
 
     async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {

@@ -364,6 +364,61 @@ impl Stream for VerifiedStream {
     }
 }
 
+/// Entries a store's blob listing may read per digest asked before [`sizes_by_listing`] gives up
+/// on it: one listing page of 1000 entries then costs what 50 HEADs would.
+pub const LISTING_ENTRIES_PER_DIGEST: usize = 20;
+
+/// [`CacheStore::blob_sizes`] for stores that can list their blobs (s3, azblob): one bounded
+/// listing instead of a request per blob.
+///
+/// `list(budget)` lists at most `budget` entries (`max(20 × digests, 1000)`) and returns the
+/// sizes it found and whether it saw the whole blobs prefix. A digest the listing did not find
+/// is absent when the listing was complete; otherwise (cut short, or the listing failed: some
+/// CI credentials may read objects but not list them) `head` asks for it, `parallelism` at
+/// once. One or no digest: `head` alone.
+pub async fn sizes_by_listing<'a, L, LFut, H, HFut>(
+    digests: &'a [Digest],
+    parallelism: usize,
+    list: L,
+    head: H,
+) -> Result<Vec<Option<u64>>>
+where
+    L: FnOnce(usize) -> LFut,
+    LFut: std::future::Future<Output = Result<(std::collections::HashMap<Digest, u64>, bool)>>,
+    H: Fn(&'a Digest) -> HFut,
+    HFut: std::future::Future<Output = Result<Option<u64>>>,
+{
+    let (listed, complete) = if digests.len() < 2 {
+        (Default::default(), false)
+    } else {
+        let budget = digests.len().saturating_mul(LISTING_ENTRIES_PER_DIGEST).max(1000);
+        list(budget).await.unwrap_or_else(|e| {
+            tracing::debug!("listing the blobs failed, asking each blob: {e}");
+            (Default::default(), false)
+        })
+    };
+    let checks: Vec<_> = digests
+        .iter()
+        .map(|d| {
+            let found = listed.get(d).copied();
+            let head = &head;
+            async move {
+                match found {
+                    Some(size) => Ok(Some(size)),
+                    None if complete => Ok(None),
+                    None => head(d).await,
+                }
+            }
+        })
+        .collect();
+    futures::stream::iter(checks)
+        .buffered(parallelism.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// Read a small blob (manifest, config) from a store, verified against `desc`.
 pub async fn read_small_blob(store: &dyn CacheStore, desc: &Descriptor, limit: u64, what: &str) -> Result<Vec<u8>> {
     let stream = store.open_blob(desc, 0).await?;
@@ -417,5 +472,69 @@ mod tests {
         assert!(e.contains("corrupt") && e.contains(desc.digest.as_str()), "{e}");
         let e = run(&desc, &[b"hello"]).await.unwrap_err().to_string();
         assert!(e.contains("got 5 bytes"), "{e}");
+    }
+
+    /// The listing plan: what a listing settles is not asked again; what it could not settle
+    /// is asked with HEAD; a failed listing falls back to HEADs; one digest is never listed.
+    #[tokio::test]
+    async fn sizes_by_listing_heads_only_what_the_listing_did_not_settle() {
+        use std::collections::HashMap;
+        use std::sync::Mutex;
+        let digests: Vec<Digest> = (0..4u8).map(|i| Digest::of_bytes(&[i])).collect();
+        // The store holds blobs 0, 1 and 2; the listing saw 0 and 1.
+        let stored: HashMap<Digest, u64> = digests[..3].iter().map(|d| (d.clone(), 10)).collect();
+        let seen: HashMap<Digest, u64> = digests[..2].iter().map(|d| (d.clone(), 10)).collect();
+        let run = |listing: Option<bool>, asked: &'static [usize]| {
+            let (digests, stored, seen) = (digests.clone(), stored.clone(), seen.clone());
+            async move {
+                let heads = Mutex::new(Vec::new());
+                let budgets = Mutex::new(Vec::new());
+                let asked: Vec<Digest> = asked.iter().map(|&i| digests[i].clone()).collect();
+                let sizes = sizes_by_listing(
+                    &asked,
+                    2,
+                    |budget| {
+                        budgets.lock().unwrap().push(budget);
+                        async move {
+                            match listing {
+                                Some(complete) => Ok((seen, complete)),
+                                None => Err(Error::io("test", "list", std::io::Error::other("refused"))),
+                            }
+                        }
+                    },
+                    |d| {
+                        heads.lock().unwrap().push(d.clone());
+                        let size = stored.get(d).copied();
+                        async move { Ok(size) }
+                    },
+                )
+                .await
+                .unwrap();
+                let heads: Vec<usize> = heads
+                    .into_inner()
+                    .unwrap()
+                    .iter()
+                    .map(|h| digests.iter().position(|d| d == h).unwrap())
+                    .collect();
+                (sizes, heads, budgets.into_inner().unwrap())
+            }
+        };
+        let all: &[usize] = &[0, 1, 2, 3];
+        // Complete listing: blobs 2 and 3 are absent as far as it knows, nothing is HEADed.
+        let (sizes, heads, budgets) = run(Some(true), all).await;
+        assert_eq!(sizes, [Some(10), Some(10), None, None]);
+        assert!(heads.is_empty());
+        assert_eq!(budgets, [1000]);
+        // Cut-short listing: 2 and 3 are asked; 2 is there.
+        let (sizes, heads, _) = run(Some(false), all).await;
+        assert_eq!(sizes, [Some(10), Some(10), Some(10), None]);
+        assert_eq!(heads, [2, 3]);
+        // Refused listing: every blob is asked.
+        let (sizes, heads, _) = run(None, all).await;
+        assert_eq!(sizes, [Some(10), Some(10), Some(10), None]);
+        assert_eq!(heads, [0, 1, 2, 3]);
+        // One digest: one HEAD, no listing.
+        let (sizes, heads, budgets) = run(Some(true), &[3]).await;
+        assert_eq!((sizes, heads, budgets), (vec![None], vec![3], vec![]));
     }
 }
