@@ -28,6 +28,8 @@ pub enum AzblobError {
         operation: String,
         /// The client's or server's message (no secret).
         reason: String,
+        /// The connection broke (reset, timeout, cut short): sending again may succeed.
+        transient: bool,
     },
     /// The HTTP client or credential could not be set up.
     #[error("cannot set up the Azure client for {location}: {reason}")]
@@ -37,6 +39,20 @@ pub enum AzblobError {
         /// Why.
         reason: String,
     },
+}
+
+impl AzblobError {
+    /// [`AzblobError::Request`] with a broken connection, in a core error or in its chain.
+    pub(crate) fn transient(e: &bkcache_core::Error) -> bool {
+        match e {
+            bkcache_core::Error::Backend { source, .. } => match source.downcast_ref::<AzblobError>() {
+                Some(AzblobError::Request { transient, .. }) => *transient,
+                Some(_) => false,
+                None => e.is_transient(),
+            },
+            _ => e.is_transient(),
+        }
+    }
 }
 
 impl From<AzblobError> for bkcache_core::Error {

@@ -298,6 +298,7 @@ impl AzblobStore {
                 location: self.config.location(),
                 operation: operation.to_owned(),
                 reason: chain_text(&other),
+                transient: bkcache_core::error::chain_is_transient(&other),
             }
             .into(),
         }
@@ -327,6 +328,7 @@ impl AzblobStore {
             location: self.config.location(),
             operation: operation.to_owned(),
             reason: scrub(&reason),
+            transient: false,
         }
         .into()
     }
@@ -710,6 +712,10 @@ impl CacheStore for AzblobStore {
         self.config.location()
     }
 
+    fn is_transient(&self, error: &Error) -> bool {
+        AzblobError::transient(error)
+    }
+
     async fn load(&self) -> Result<Option<LoadedCache>> {
         let read = futures::future::try_join_all(self.config.names.iter().map(|n| self.read_config(n))).await?;
         let (mut caches, mut warnings, mut first, mut parts) = (Vec::new(), Vec::new(), None, Vec::new());
@@ -777,6 +783,8 @@ impl CacheStore for AzblobStore {
                 location: location.clone(),
                 operation: op.clone(),
                 reason: chain_text(&e),
+                // object_store already resumed the download up to its retry limit.
+                transient: false,
             })
         })))
     }

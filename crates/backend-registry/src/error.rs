@@ -73,6 +73,28 @@ pub enum RegistryError {
     },
 }
 
+impl RegistryError {
+    /// A broken connection or an answer that says "try again" (408, 429, 5xx): the blob upload
+    /// that got it may succeed when sent again (its body is one-shot, so the engine resends it).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Connect { .. } => true,
+            RegistryError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            _ => false,
+        }
+    }
+
+    /// [`RegistryError::is_transient`] of a core error that wraps one, else the core's own rule.
+    pub(crate) fn transient(e: &bkcache_core::Error) -> bool {
+        match e {
+            bkcache_core::Error::Backend { source, .. } => source
+                .downcast_ref::<RegistryError>()
+                .map_or_else(|| e.is_transient(), RegistryError::is_transient),
+            _ => e.is_transient(),
+        }
+    }
+}
+
 impl From<RegistryError> for bkcache_core::Error {
     fn from(e: RegistryError) -> Self {
         bkcache_core::Error::Backend {

@@ -208,6 +208,10 @@ impl CacheStore for InlineStore {
         format!("inline:{}", self.registry.client.reference())
     }
 
+    fn is_transient(&self, error: &Error) -> bool {
+        crate::error::RegistryError::transient(error)
+    }
+
     async fn load(&self) -> Result<Option<LoadedCache>> {
         self.registry.load().await
     }

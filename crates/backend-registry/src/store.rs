@@ -413,6 +413,10 @@ impl CacheStore for RegistryStore {
         format!("registry:{}", self.client.reference())
     }
 
+    fn is_transient(&self, error: &Error) -> bool {
+        RegistryError::transient(error)
+    }
+
     async fn load(&self) -> Result<Option<LoadedCache>> {
         let reference = self.client.reference().manifest_reference();
         let Some((mut desc, bytes)) = self.get_manifest(&reference).await? else {

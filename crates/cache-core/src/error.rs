@@ -203,4 +203,74 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::BlobNotFound { .. } | Error::CacheNotFound { .. })
     }
+
+    /// Whether the same operation, started again, may succeed: an I/O error (here or in a
+    /// backend error's source chain) of a broken or timed-out connection, or of a stream cut
+    /// short. Stores add what their own errors know (an HTTP 503, say) in
+    /// [`crate::CacheStore::is_transient`].
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => chain_is_transient(source),
+            Error::Backend { source, .. } => chain_is_transient(source.as_ref()),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `error` or any error in its source chain is an I/O error of a broken or timed-out
+/// connection or of a stream cut short (for backends that flatten a client's error to text and
+/// want to keep this one fact).
+pub fn chain_is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        cause = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend error that keeps its client's error as a source.
+    #[derive(Debug, thiserror::Error)]
+    #[error("upload failed")]
+    struct Wrapped(#[source] std::io::Error);
+
+    #[test]
+    fn transient_means_a_broken_connection_anywhere_in_the_chain() {
+        let io = |kind| std::io::Error::new(kind, "x");
+        assert!(Error::io("blob", "read", io(std::io::ErrorKind::ConnectionReset)).is_transient());
+        assert!(Error::io("blob", "read", io(std::io::ErrorKind::UnexpectedEof)).is_transient());
+        assert!(!Error::io("blob", "write", io(std::io::ErrorKind::PermissionDenied)).is_transient());
+        let backend = |kind| Error::Backend {
+            backend: "test".into(),
+            source: Box::new(Wrapped(io(kind))),
+        };
+        assert!(backend(std::io::ErrorKind::TimedOut).is_transient());
+        assert!(!backend(std::io::ErrorKind::NotFound).is_transient());
+        let d = crate::Digest::of_bytes(b"x");
+        let mismatch = Error::DigestMismatch {
+            digest: d,
+            expected_size: 1,
+            actual: "(stopped early)".into(),
+            actual_size: 2,
+        };
+        assert!(
+            !mismatch.is_transient(),
+            "a wrong blob is not retried by the core's rule"
+        );
+    }
 }

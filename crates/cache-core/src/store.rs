@@ -154,6 +154,15 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
             .collect()
     }
 
+    /// Whether an error this store returned (or a blob stream it opened ended with) may go away
+    /// if the operation is started again; the engine then transfers the blob again, from its
+    /// start (at most [`crate::transfer::BLOB_ATTEMPTS`] times). Default:
+    /// [`Error::is_transient`]. Stores whose clients already retried a request need not
+    /// say yes to its final failure.
+    fn is_transient(&self, error: &Error) -> bool {
+        error.is_transient()
+    }
+
     /// Open a blob for reading from `offset`.
     async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream>;
 

@@ -160,6 +160,8 @@ pub struct TargetReport {
     pub blobs_converted: usize,
     /// Bytes transferred.
     pub bytes_copied: u64,
+    /// Blob transfers started again after a transient failure (see [`BLOB_ATTEMPTS`]).
+    pub blob_retries: usize,
     /// Records in the exported cache.
     pub records: usize,
     /// Layer blobs in the exported cache.
@@ -317,6 +319,7 @@ pub async fn copy(
             blobs_server_side: 0,
             blobs_converted: 0,
             bytes_copied: 0,
+            blob_retries: 0,
             records: 0,
             layers: 0,
         };
@@ -351,6 +354,12 @@ pub async fn copy(
 
 /// Existence checks in flight per transfer slot (`CopyOptions::parallelism`).
 const CHECKS_PER_TRANSFER: usize = 4;
+
+/// Attempts per blob transfer: a transfer that fails with an error the source or the target
+/// calls transient ([`CacheStore::is_transient`]: a connection reset mid-upload, a download
+/// cut short, an HTTP 5xx on a one-shot upload) is started again from the blob's first byte,
+/// the new bytes verified again. Requests that can be replayed are retried inside the stores.
+pub const BLOB_ATTEMPTS: usize = 3;
 
 #[allow(clippy::too_many_arguments)]
 async fn export_one(
@@ -461,6 +470,8 @@ async fn export_one(
     };
     let server_side = std::sync::atomic::AtomicUsize::new(0);
     let server_side = &server_side;
+    let retries = std::sync::atomic::AtomicUsize::new(0);
+    let retries = &retries;
     futures::stream::iter(missing.iter())
         .map(Ok::<_, Error>)
         .try_for_each_concurrent(options.parallelism.max(1), |desc| {
@@ -485,9 +496,32 @@ async fn export_one(
                         return Ok(());
                     }
                 }
-                let stream = src.store.open_blob(desc, 0).await?;
-                let verified = VerifiedStream::new(desc, stream).with_counter(counter.clone());
-                target.store.put_blob(desc, verified).await?;
+                let mut attempt = 1;
+                loop {
+                    let sent = async {
+                        let stream = src.store.open_blob(desc, 0).await?;
+                        let verified = VerifiedStream::new(desc, stream).with_counter(counter.clone());
+                        target.store.put_blob(desc, verified).await
+                    }
+                    .await;
+                    match sent {
+                        Ok(()) => break,
+                        Err(e)
+                            if attempt < BLOB_ATTEMPTS
+                                && (target.store.is_transient(&e) || src.store.is_transient(&e)) =>
+                        {
+                            tracing::warn!(
+                                "{}: blob {} failed ({e}); sending it again (attempt {} of {BLOB_ATTEMPTS})",
+                                target.label,
+                                desc.digest,
+                                attempt + 1
+                            );
+                            retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            attempt += 1;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 progress.event(Event::BlobDone {
                     target: target.label.clone(),
                     digest: desc.digest.clone(),
@@ -499,6 +533,7 @@ async fn export_one(
         .await?;
     report.blobs_copied = missing.len();
     report.blobs_server_side = server_side.load(std::sync::atomic::Ordering::Relaxed);
+    report.blob_retries = retries.load(std::sync::atomic::Ordering::Relaxed);
     report.bytes_copied = bytes;
 
     let committed = target.store.commit(&cache, &target.options).await?;

@@ -61,8 +61,12 @@ pub fn copy_report(report: &CopyReport, json: bool, quiet: bool) -> Result<(), E
         match &t.outcome {
             Outcome::Committed => {
                 if !quiet {
+                    let retried = match t.blob_retries {
+                        0 => String::new(),
+                        n => format!(" ({n} sent again after a transient failure)"),
+                    };
                     say!(
-                        "{}: {} records, {} layers; copied {} blobs ({}), {} already there; manifest {}",
+                        "{}: {} records, {} layers; copied {} blobs ({}){retried}, {} already there; manifest {}",
                         t.target,
                         t.records,
                         t.layers,

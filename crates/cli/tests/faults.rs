@@ -8,7 +8,8 @@
 //! - an import never accepts a blob whose digest is wrong: a copy to a local directory fails
 //!   and leaves no `index.json` and no blob file that does not hash to its name;
 //! - the fault really fired (the proxy's log), and what each backend does with it is pinned
-//!   (`Expect::Complete` / `Expect::Fail`), so a change in retry behaviour shows up here.
+//!   (`Expect::Complete` / `Expect::Resent` (the engine sent a blob again) / `Expect::Fail`), so
+//!   a change in retry behaviour shows up here.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,6 +29,8 @@ const ANNOTATED_MAX: &str = "sha256:1a311571886e7fcbb53ab2dd438802acc7edbfc0adc5
 enum Expect {
     /// Exit 0: retried through the fault.
     Complete,
+    /// Exit 0, and the engine sent at least one blob again (`blob_retries` in `--json`).
+    Resent,
     /// Exit 1, target untouched.
     Fail,
     /// The fault hits after the server acted: failing with the new, complete manifest in place
@@ -95,6 +98,7 @@ impl Backend {
         let start = Instant::now();
         let r = bkcache(&[
             "copy",
+            "--json",
             "--from",
             &src(&fixture_cache("local-max")),
             "--to",
@@ -133,6 +137,11 @@ impl Backend {
         };
         match expect {
             Expect::Complete => assert_eq!(r.code, 0, "{ctx}"),
+            Expect::Resent => {
+                assert_eq!(r.code, 0, "{ctx}");
+                let resent = r.json()["targets"][0]["blob_retries"].as_u64().unwrap_or(0);
+                assert!(resent >= 1, "no blob was sent again: {ctx}");
+            }
             Expect::Fail => assert_eq!(r.code, 1, "{ctx}"),
             Expect::Either => {}
         }
@@ -179,7 +188,7 @@ impl Backend {
             _ => panic!("unexpected exit code: {ctx}"),
         };
         match expect {
-            Expect::Complete => assert_eq!(r.code, 0, "{ctx}"),
+            Expect::Complete | Expect::Resent => assert_eq!(r.code, 0, "{ctx}"),
             Expect::Fail => assert_eq!(r.code, 1, "{ctx}"),
             Expect::Either => {}
         }
@@ -289,15 +298,21 @@ fn registry_exports_complete_or_leave_the_tag_untouched() {
             vec![Rule::request("PUT", "/manifests/", Fault::ResetAfterForward)],
             Either,
         ),
-        // A blob upload streams its body once: no replay, the copy fails before the manifest.
+        // A blob upload streams its body once: the engine sends the blob again from the source
+        // (BLOB_ATTEMPTS in all); when every attempt fails, the copy fails before the manifest.
         (
             "reset on blob upload",
             vec![Rule::request("PUT", "/blobs/uploads/", Fault::Reset)],
-            Fail,
+            Resent,
         ),
         (
             "503 on blob upload",
-            vec![Rule::request("PUT", "/blobs/uploads/", Fault::status(503))],
+            vec![Rule::request("PUT", "/blobs/uploads/", Fault::status(503)).times(2)],
+            Resent,
+        ),
+        (
+            "503 on every blob upload",
+            vec![Rule::request("PUT", "/blobs/uploads/", Fault::status(503)).always()],
             Fail,
         ),
         (
@@ -342,6 +357,11 @@ fn registry_imports_never_accept_a_wrong_blob() {
             "truncated layer",
             vec![Rule::request("GET", LAYER_HEX, Fault::Truncate).always()],
             Fail,
+        ),
+        (
+            "truncated layer, once: read again from the start",
+            vec![Rule::request("GET", LAYER_HEX, Fault::Truncate)],
+            Complete,
         ),
         (
             "corrupt manifest",
@@ -596,10 +616,16 @@ fn azblob_exports_complete_or_leave_the_config_untouched() {
             Complete,
         ),
         // Put Blob is conditional (If-None-Match: *), which object_store does not replay after a
-        // transport error: one reset fails the export (before the config, so nothing changes).
+        // transport error: the engine sends the blob again (a blob that did arrive is then
+        // found in place); a reset on every attempt fails before the config.
         (
             "reset on blob PUT",
             vec![Rule::request("PUT", "/blobs/", Fault::Reset)],
+            Resent,
+        ),
+        (
+            "reset on every blob PUT",
+            vec![Rule::request("PUT", "/blobs/", Fault::Reset).always()],
             Fail,
         ),
         (
