@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::cache::{AbstractCache, Warnings};
@@ -148,10 +148,8 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
         let checks: Vec<_> = digests.iter().map(|d| self.blob_size(d)).collect();
         futures::stream::iter(checks)
             .buffered(parallelism.max(1))
-            .collect::<Vec<_>>()
+            .try_collect()
             .await
-            .into_iter()
-            .collect()
     }
 
     /// Whether an error this store returned (or a blob stream it opened ended with) may go away
@@ -422,10 +420,8 @@ where
         .collect();
     futures::stream::iter(checks)
         .buffered(parallelism.max(1))
-        .collect::<Vec<_>>()
+        .try_collect()
         .await
-        .into_iter()
-        .collect()
 }
 
 /// Read a small blob (manifest, config) from a store, verified against `desc`.
