@@ -202,6 +202,18 @@ impl Backend {
         line
     }
 
+    /// `verify` through a proxy that cuts one layer's download short once: the layer is read
+    /// again and the cache verifies (a network blip is not reported as a damaged blob).
+    fn verify_reads_a_cut_download_again(&self, loc: &str) {
+        self.proxy.reset();
+        self.proxy.add(Rule::request("GET", LAYER_HEX, Fault::Truncate));
+        let r = bkcache(&["verify", &(self.spec)(loc, true), "--json"]);
+        let ctx = format!("{}: verify: {}\n{}", self.name, r.stderr, self.proxy.describe());
+        assert_eq!(self.proxy.injected(), 1, "{ctx}");
+        assert_eq!(r.code, 0, "{ctx}");
+        assert_eq!(r.json()["ok"], true, "{ctx}");
+    }
+
     /// `verify` through a proxy that corrupts one layer: exit 3 naming it.
     fn verify_reports_corruption(&self, loc: &str) {
         self.proxy.reset();
@@ -393,6 +405,7 @@ fn registry_imports_never_accept_a_wrong_blob() {
         b.import_case(&loc, name, rules, expect);
     }
     b.verify_reports_corruption(&loc);
+    b.verify_reads_a_cut_download_again(&loc);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -545,6 +558,7 @@ fn s3_imports_never_accept_a_wrong_blob() {
         b.import_case(&loc, name, rules, expect);
     }
     b.verify_reports_corruption(&loc);
+    b.verify_reads_a_cut_download_again(&loc);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -716,4 +730,5 @@ fn azblob_imports_never_accept_a_wrong_blob() {
         b.import_case(&loc, name, rules, expect);
     }
     b.verify_reports_corruption(&loc);
+    b.verify_reads_a_cut_download_again(&loc);
 }
