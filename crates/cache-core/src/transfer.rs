@@ -52,6 +52,20 @@ pub enum Event {
         /// Its size.
         size: u64,
     },
+    /// A blob transfer failed with a transient error and starts again from its first byte: the
+    /// `bytes_sent` already counted by [`Event::Bytes`] will be counted again.
+    BlobRestarted {
+        /// Target label.
+        target: String,
+        /// The blob.
+        digest: Digest,
+        /// Bytes of the failed attempt.
+        bytes_sent: u64,
+        /// Why it failed (no secrets).
+        reason: String,
+        /// The attempt that starts now (2 or more, at most [`BLOB_ATTEMPTS`]).
+        attempt: usize,
+    },
     /// A target's manifest was committed.
     Committed {
         /// Target label.
@@ -498,9 +512,18 @@ async fn export_one(
                 }
                 let mut attempt = 1;
                 loop {
+                    // This attempt's bytes, to take back from the progress if it fails.
+                    let sent_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                    let attempt_counter: ByteCounter = {
+                        let (counter, sent_bytes) = (counter.clone(), sent_bytes.clone());
+                        Arc::new(move |n| {
+                            sent_bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                            counter(n)
+                        })
+                    };
                     let sent = async {
                         let stream = src.store.open_blob(desc, 0).await?;
-                        let verified = VerifiedStream::new(desc, stream).with_counter(counter.clone());
+                        let verified = VerifiedStream::new(desc, stream).with_counter(attempt_counter);
                         target.store.put_blob(desc, verified).await
                     }
                     .await;
@@ -510,14 +533,15 @@ async fn export_one(
                             if attempt < BLOB_ATTEMPTS
                                 && (target.store.is_transient(&e) || src.store.is_transient(&e)) =>
                         {
-                            tracing::warn!(
-                                "{}: blob {} failed ({e}); sending it again (attempt {} of {BLOB_ATTEMPTS})",
-                                target.label,
-                                desc.digest,
-                                attempt + 1
-                            );
-                            retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             attempt += 1;
+                            retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            progress.event(Event::BlobRestarted {
+                                target: target.label.clone(),
+                                digest: desc.digest.clone(),
+                                bytes_sent: sent_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                                reason: e.to_string(),
+                                attempt,
+                            });
                         }
                         Err(e) => return Err(e),
                     }

@@ -67,6 +67,19 @@ impl Progress for Bars {
                 }
             }
             Event::Bytes(n) => self.with_bar(|b| b.inc(n)),
+            Event::BlobRestarted {
+                target,
+                digest,
+                bytes_sent,
+                reason,
+                attempt,
+            } => {
+                self.with_bar(|b| b.dec(bytes_sent));
+                self.event(Event::Warning(format!(
+                    "{target}: blob {digest}: {reason}; sending it again (attempt {attempt} of {})",
+                    bkcache_core::transfer::BLOB_ATTEMPTS
+                )));
+            }
             Event::Committed { .. } => self.finish(),
             _ => {}
         }

@@ -141,6 +141,7 @@ impl Backend {
                 assert_eq!(r.code, 0, "{ctx}");
                 let resent = r.json()["targets"][0]["blob_retries"].as_u64().unwrap_or(0);
                 assert!(resent >= 1, "no blob was sent again: {ctx}");
+                assert!(r.stderr.contains("sending it again (attempt 2 of 3)"), "{ctx}");
             }
             Expect::Fail => assert_eq!(r.code, 1, "{ctx}"),
             Expect::Either => {}
