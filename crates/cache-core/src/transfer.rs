@@ -375,6 +375,50 @@ const CHECKS_PER_TRANSFER: usize = 4;
 /// the new bytes verified again. Requests that can be replayed are retried inside the stores.
 pub const BLOB_ATTEMPTS: usize = 3;
 
+/// Move one blob with `send` (one attempt, counting its bytes with the counter it is given),
+/// up to [`BLOB_ATTEMPTS`] times while its error is transient for the source or the target.
+async fn with_attempts<T, F, Fut>(
+    src: &Source,
+    target: &Target,
+    digest: &Digest,
+    counter: &ByteCounter,
+    progress: &Arc<dyn Progress>,
+    retries: &std::sync::atomic::AtomicUsize,
+    mut send: F,
+) -> Result<T>
+where
+    F: FnMut(ByteCounter) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut attempt = 1;
+    loop {
+        // This attempt's bytes, to take back from the progress if it fails.
+        let sent_bytes = Arc::new(AtomicU64::new(0));
+        let attempt_counter: ByteCounter = {
+            let (counter, sent_bytes) = (counter.clone(), sent_bytes.clone());
+            Arc::new(move |n| {
+                sent_bytes.fetch_add(n, Ordering::Relaxed);
+                counter(n)
+            })
+        };
+        match send(attempt_counter).await {
+            Err(e) if attempt < BLOB_ATTEMPTS && (target.store.is_transient(&e) || src.store.is_transient(&e)) => {
+                attempt += 1;
+                retries.fetch_add(1, Ordering::Relaxed);
+                progress.event(Event::BlobRestarted {
+                    target: target.label.clone(),
+                    digest: digest.clone(),
+                    bytes_sent: sent_bytes.load(Ordering::Relaxed),
+                    reason: e.to_string(),
+                    attempt,
+                });
+            }
+            other => return other,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn export_one(
     sources: &[Source],
@@ -400,6 +444,9 @@ async fn export_one(
         .cloned()
         .collect();
     let mut cache = cache;
+    // Blob transfers started again (both the conversion and the copy below).
+    let retries = std::sync::atomic::AtomicUsize::new(0);
+    let retries = &retries;
     if target.options.force_compression && !differ.is_empty() {
         let scratch = options.scratch.clone().ok_or_else(|| Error::NotImplemented {
             feature: "force-compression without scratch space (CopyOptions::scratch)".into(),
@@ -413,36 +460,46 @@ async fn export_one(
             let p = progress.clone();
             Arc::new(move |n| p.event(Event::Bytes(n)))
         };
-        let converted: Vec<(Digest, Descriptor)> =
-            futures::stream::iter(differ.iter())
-                .map(|desc| {
-                    let scratch = scratch.clone();
-                    let counter = counter.clone();
-                    async move {
-                        let src = owner.get(&desc.digest).and_then(|&i| sources.get(i)).ok_or_else(|| {
-                            Error::BlobNotFound {
+        let converted: Vec<(Digest, Descriptor)> = futures::stream::iter(differ.iter())
+            .map(|desc| {
+                let scratch = scratch.clone();
+                let counter = counter.clone();
+                async move {
+                    let src =
+                        owner
+                            .get(&desc.digest)
+                            .and_then(|&i| sources.get(i))
+                            .ok_or_else(|| Error::BlobNotFound {
                                 digest: desc.digest.clone(),
                                 location: "any --from".into(),
+                            })?;
+                    // A transient failure converts the layer again (the scratch file is
+                    // read once).
+                    let new = with_attempts(src, target, &desc.digest, &counter, progress, retries, |c| {
+                        let scratch = scratch.clone();
+                        async move {
+                            let stream = src.store.open_blob(desc, 0).await?;
+                            let (new, file) =
+                                convert_stream(desc, stream, to, scratch.as_ref(), options.max_uncompressed).await?;
+                            if target.store.blob_size(&new.digest).await? != Some(new.size) {
+                                let verified = VerifiedStream::new(&new, file.into_stream()?).with_counter(c);
+                                target.store.put_blob(&new, verified).await?;
                             }
-                        })?;
-                        let stream = src.store.open_blob(desc, 0).await?;
-                        let (new, file) =
-                            convert_stream(desc, stream, to, scratch.as_ref(), options.max_uncompressed).await?;
-                        if target.store.blob_size(&new.digest).await? != Some(new.size) {
-                            let verified = VerifiedStream::new(&new, file.into_stream()?).with_counter(counter);
-                            target.store.put_blob(&new, verified).await?;
+                            Ok(new)
                         }
-                        progress.event(Event::BlobDone {
-                            target: target.label.clone(),
-                            digest: new.digest.clone(),
-                            size: new.size,
-                        });
-                        Ok::<_, Error>((desc.digest.clone(), new))
-                    }
-                })
-                .buffer_unordered(options.parallelism.min(cores).max(1))
-                .try_collect()
-                .await?;
+                    })
+                    .await?;
+                    progress.event(Event::BlobDone {
+                        target: target.label.clone(),
+                        digest: new.digest.clone(),
+                        size: new.size,
+                    });
+                    Ok::<_, Error>((desc.digest.clone(), new))
+                }
+            })
+            .buffer_unordered(options.parallelism.min(cores).max(1))
+            .try_collect()
+            .await?;
         report.blobs_converted = converted.len();
         cache.replace_blobs(converted.into_iter().collect());
     } else if !target.options.force_compression && target.options.compression_explicit && !differ.is_empty() {
@@ -484,8 +541,6 @@ async fn export_one(
     };
     let server_side = std::sync::atomic::AtomicUsize::new(0);
     let server_side = &server_side;
-    let retries = std::sync::atomic::AtomicUsize::new(0);
-    let retries = &retries;
     futures::stream::iter(missing.iter())
         .map(Ok::<_, Error>)
         .try_for_each_concurrent(options.parallelism.max(1), |desc| {
@@ -510,42 +565,20 @@ async fn export_one(
                         return Ok(());
                     }
                 }
-                let mut attempt = 1;
-                loop {
-                    // This attempt's bytes, to take back from the progress if it fails.
-                    let sent_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-                    let attempt_counter: ByteCounter = {
-                        let (counter, sent_bytes) = (counter.clone(), sent_bytes.clone());
-                        Arc::new(move |n| {
-                            sent_bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                            counter(n)
-                        })
-                    };
-                    let sent = async {
+                with_attempts(
+                    src,
+                    target,
+                    &desc.digest,
+                    &counter,
+                    progress,
+                    retries,
+                    |attempt_counter| async move {
                         let stream = src.store.open_blob(desc, 0).await?;
                         let verified = VerifiedStream::new(desc, stream).with_counter(attempt_counter);
                         target.store.put_blob(desc, verified).await
-                    }
-                    .await;
-                    match sent {
-                        Ok(()) => break,
-                        Err(e)
-                            if attempt < BLOB_ATTEMPTS
-                                && (target.store.is_transient(&e) || src.store.is_transient(&e)) =>
-                        {
-                            attempt += 1;
-                            retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            progress.event(Event::BlobRestarted {
-                                target: target.label.clone(),
-                                digest: desc.digest.clone(),
-                                bytes_sent: sent_bytes.load(std::sync::atomic::Ordering::Relaxed),
-                                reason: e.to_string(),
-                                attempt,
-                            });
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                    },
+                )
+                .await?;
                 progress.event(Event::BlobDone {
                     target: target.label.clone(),
                     digest: desc.digest.clone(),

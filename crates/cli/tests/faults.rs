@@ -203,8 +203,8 @@ impl Backend {
         line
     }
 
-    /// `verify` through a proxy that cuts one layer's download short once: the layer is read
-    /// again and the cache verifies (a network blip is not reported as a damaged blob).
+    /// `verify` and `scan` through a proxy that cuts one layer's download short once: the layer
+    /// is read again and the cache verifies (a network blip is not reported as a damaged blob).
     fn verify_reads_a_cut_download_again(&self, loc: &str) {
         self.proxy.reset();
         self.proxy.add(Rule::request("GET", LAYER_HEX, Fault::Truncate));
@@ -213,6 +213,18 @@ impl Backend {
         assert_eq!(self.proxy.injected(), 1, "{ctx}");
         assert_eq!(r.code, 0, "{ctx}");
         assert_eq!(r.json()["ok"], true, "{ctx}");
+        // scan too: the layer is scanned again from its start.
+        self.proxy.reset();
+        self.proxy.add(Rule::request("GET", LAYER_HEX, Fault::Truncate));
+        let r = bkcache(&["scan", &(self.spec)(loc, true), "--json"]);
+        let ctx = format!("{}: scan: {}\n{}", self.name, r.stderr, self.proxy.describe());
+        assert_eq!(self.proxy.injected(), 1, "{ctx}");
+        assert_eq!(r.code, 0, "{ctx}");
+        assert_eq!(
+            r.json()["layers_scanned"],
+            facts_for("local-max", "latest")["config_layers"],
+            "{ctx}"
+        );
     }
 
     /// `verify` through a proxy that corrupts one layer: exit 3 naming it.
@@ -342,6 +354,50 @@ fn registry_exports_complete_or_leave_the_tag_untouched() {
     for (name, rules, expect) in cases {
         b.export_case(name, rules, expect);
     }
+}
+
+/// A conversion (`force-compression`) whose upload is reset converts the layer again and
+/// completes; the result is the same cache as a conversion with no fault.
+#[test]
+fn registry_conversion_is_redone_after_a_reset() {
+    let Some(host) = server("BKCACHE_TEST_REGISTRY") else {
+        return;
+    };
+    let b = registry_backend(&host);
+    let convert = ",compression=zstd,force-compression=true";
+    let copy = |loc: &str, through: bool| {
+        bkcache(&[
+            "copy",
+            "--json",
+            "--from",
+            &src(&fixture_cache("local-max")),
+            "--to",
+            &format!("{}{convert}", (b.spec)(loc, through)),
+        ])
+    };
+    let clean = proxy::unique("faults/convert-clean");
+    let j = copy(&clean, false).ok().json();
+    assert_eq!(j["targets"][0]["blob_retries"], 0);
+    let converted = j["targets"][0]["blobs_converted"].as_u64().unwrap();
+    assert!(converted >= 1, "{j}");
+
+    let loc = proxy::unique("faults/convert-reset");
+    b.proxy.reset();
+    b.proxy.add(Rule::request("PUT", "/blobs/uploads/", Fault::Reset));
+    let r = copy(&loc, true);
+    let ctx = format!("{}\n{}", r.stderr, b.proxy.describe());
+    assert_eq!(b.proxy.injected(), 1, "{ctx}");
+    assert_eq!(r.code, 0, "{ctx}");
+    let t = &r.json()["targets"][0];
+    assert_eq!(t["blob_retries"], 1, "{ctx}");
+    assert_eq!(t["blobs_converted"], converted, "{ctx}");
+    assert!(r.stderr.contains("sending it again (attempt 2 of 3)"), "{ctx}");
+    assert_eq!(
+        (b.state)(&loc),
+        (b.state)(&clean),
+        "the same manifest as the conversion with no fault"
+    );
+    bkcache(&["verify", &(b.spec)(&loc, false)]).ok();
 }
 
 #[test]
