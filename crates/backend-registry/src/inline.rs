@@ -14,7 +14,6 @@ use bkcache_core::{
     AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
     Error, ExportOptions, Family, LoadedCache, MediaType, Result, VerifiedStream,
 };
-use bytes::Bytes;
 use tokio::sync::OnceCell;
 
 use crate::error::RegistryError;
@@ -289,8 +288,7 @@ impl CacheStore for InlineStore {
             ..image.manifest.config.clone()
         };
         if self.registry.blob_size(&config_desc.digest).await? != Some(config_desc.size) {
-            let stream = VerifiedStream::from_bytes(&config_desc, Bytes::from(config));
-            self.registry.put_blob(&config_desc, stream).await?;
+            bkcache_core::store::put_small_blob(&self.registry, &config_desc, &config).await?;
         }
         let mut manifest = image.manifest.clone();
         manifest.config = config_desc;

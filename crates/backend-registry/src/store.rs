@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bkcache_core::factory::{required_attr, Applies, AttributeDoc};
 use bkcache_core::manifest::{encode_manifest, TopLevel};
 use bkcache_core::spec::parse_go_bool;
-use bkcache_core::store::{read_small_blob, Committed, ServerSide};
+use bkcache_core::store::{put_small_blob, read_small_blob, Committed, ServerSide};
 use bkcache_core::{
     AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
     Error, ExportOptions, Family, LoadedCache, MediaType, Result, VerifiedStream,
@@ -500,8 +500,7 @@ impl CacheStore for RegistryStore {
         }
         let encoded = encode_manifest(cache, options.wrapper(), options.oci_mediatypes)?;
         if self.blob_size(&encoded.config.digest).await? != Some(encoded.config.size) {
-            let stream = VerifiedStream::from_bytes(&encoded.config, Bytes::from(encoded.config_bytes.clone()));
-            self.put_blob(&encoded.config, stream).await?;
+            put_small_blob(self, &encoded.config, &encoded.config_bytes).await?;
         }
         let reference = self.client.reference().manifest_reference();
         self.put_manifest(&reference, &encoded.manifest, encoded.manifest_bytes.clone())

@@ -444,12 +444,28 @@ pub async fn write_manifest_blobs(
         (&encoded.manifest, &encoded.manifest_bytes),
     ] {
         if store.blob_size(&desc.digest).await? != Some(desc.size) {
-            store
-                .put_blob(desc, VerifiedStream::from_bytes(desc, Bytes::copy_from_slice(bytes)))
-                .await?;
+            put_small_blob(store, desc, bytes).await?;
         }
     }
     Ok(encoded)
+}
+
+/// Write a small blob held in memory (a config, a manifest), sending it again (up to
+/// [`crate::transfer::BLOB_ATTEMPTS`] times) after an error the store calls transient.
+pub async fn put_small_blob(store: &dyn CacheStore, desc: &Descriptor, bytes: &[u8]) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        match store
+            .put_blob(desc, VerifiedStream::from_bytes(desc, Bytes::copy_from_slice(bytes)))
+            .await
+        {
+            Err(e) if attempt < crate::transfer::BLOB_ATTEMPTS && store.is_transient(&e) => {
+                tracing::warn!("{}: blob {}: {e}; sending it again", store.location(), desc.digest);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -336,6 +336,15 @@ fn registry_exports_complete_or_leave_the_tag_untouched() {
             Resent,
         ),
         (
+            "reset on the config upload at commit",
+            vec![Rule::request(
+                "PUT",
+                "69f9d08aca7363311b8dc19aa453e7962e95ef402280bf0f38960c7407ed5770",
+                Fault::Reset,
+            )],
+            Complete,
+        ),
+        (
             "503 on every blob upload",
             vec![Rule::request("PUT", "/blobs/uploads/", Fault::status(503)).always()],
             Fail,
