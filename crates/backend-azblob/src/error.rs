@@ -42,16 +42,9 @@ pub enum AzblobError {
 }
 
 impl AzblobError {
-    /// [`AzblobError::Request`] with a broken connection, in a core error or in its chain.
-    pub(crate) fn transient(e: &bkcache_core::Error) -> bool {
-        match e {
-            bkcache_core::Error::Backend { source, .. } => match source.downcast_ref::<AzblobError>() {
-                Some(AzblobError::Request { transient, .. }) => *transient,
-                Some(_) => false,
-                None => e.is_transient(),
-            },
-            _ => e.is_transient(),
-        }
+    /// A request whose connection broke ([`AzblobError::Request`] with `transient`).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AzblobError::Request { transient: true, .. })
     }
 }
 

@@ -713,7 +713,7 @@ impl CacheStore for AzblobStore {
     }
 
     fn is_transient(&self, error: &Error) -> bool {
-        AzblobError::transient(error)
+        error.is_transient_by(AzblobError::is_transient)
     }
 
     async fn load(&self) -> Result<Option<LoadedCache>> {

@@ -83,16 +83,6 @@ impl RegistryError {
             _ => false,
         }
     }
-
-    /// [`RegistryError::is_transient`] of a core error that wraps one, else the core's own rule.
-    pub(crate) fn transient(e: &bkcache_core::Error) -> bool {
-        match e {
-            bkcache_core::Error::Backend { source, .. } => source
-                .downcast_ref::<RegistryError>()
-                .map_or_else(|| e.is_transient(), RegistryError::is_transient),
-            _ => e.is_transient(),
-        }
-    }
 }
 
 impl From<RegistryError> for bkcache_core::Error {

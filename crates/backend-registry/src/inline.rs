@@ -208,7 +208,7 @@ impl CacheStore for InlineStore {
     }
 
     fn is_transient(&self, error: &Error) -> bool {
-        crate::error::RegistryError::transient(error)
+        error.is_transient_by(crate::error::RegistryError::is_transient)
     }
 
     async fn load(&self) -> Result<Option<LoadedCache>> {

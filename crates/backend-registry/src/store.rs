@@ -414,7 +414,7 @@ impl CacheStore for RegistryStore {
     }
 
     fn is_transient(&self, error: &Error) -> bool {
-        RegistryError::transient(error)
+        error.is_transient_by(RegistryError::is_transient)
     }
 
     async fn load(&self) -> Result<Option<LoadedCache>> {

@@ -215,6 +215,15 @@ impl Error {
             _ => false,
         }
     }
+
+    /// For a backend's [`crate::CacheStore::is_transient`]: its own rule `own` when this wraps
+    /// its error type `E`, else [`Error::is_transient`].
+    pub fn is_transient_by<E: std::error::Error + 'static>(&self, own: impl Fn(&E) -> bool) -> bool {
+        match self {
+            Error::Backend { source, .. } => source.downcast_ref::<E>().map_or_else(|| self.is_transient(), own),
+            _ => self.is_transient(),
+        }
+    }
 }
 
 /// Whether `error` or any error in its source chain is an I/O error of a broken or timed-out

@@ -219,21 +219,15 @@ pub async fn verify(store: &dyn CacheStore, loaded: &LoadedCache, parallelism: u
                 }
                 // A read that broke off (a reset, a body cut short) is read again, as a copy
                 // would: verify reports what is stored, not a network blip.
-                let mut attempt = 1;
-                loop {
-                    let read = async {
+                crate::store::retry_transient(
+                    |e| store.is_transient(e),
+                    |e, _| tracing::warn!("blob {} could not be read ({e}); reading it again", desc.digest),
+                    || async {
                         let stream = store.open_blob(desc, 0).await?;
                         VerifiedStream::new(desc, stream).drain().await
-                    }
-                    .await;
-                    match read {
-                        Err(e) if attempt < crate::transfer::BLOB_ATTEMPTS && store.is_transient(&e) => {
-                            tracing::warn!("blob {} could not be read ({e}); reading it again", desc.digest);
-                            attempt += 1;
-                        }
-                        other => break other,
-                    }
-                }
+                    },
+                )
+                .await
             }
             .await;
             (desc.digest.clone(), r.map_err(|e| e.to_string()))

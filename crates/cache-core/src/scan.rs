@@ -195,33 +195,25 @@ pub async fn scan(
         .map(|desc| async move {
             let compression = desc.media_type.layer_compression().unwrap_or(Compression::Gzip);
             // A read that broke off is scanned again from the start, as verify does.
-            let mut attempt = 1;
-            loop {
-                let stream = store.open_blob(desc, 0).await;
-                let layer = desc.digest.clone();
-                let scanned = match stream {
-                    Ok(stream) => {
-                        with_reader(desc, stream, move |reader| {
-                            let mut tar = BoundedReader::new(decompressor(compression, reader)?, max_uncompressed);
-                            let what = format!("layer {layer}");
-                            let mut r = ScanReport::default();
-                            scan_tar(&layer, &mut tar, &mut r).map_err(|e| limit_error(&what, "read tar", e))?;
-                            // Read to the end so the verified stream checks the whole blob's digest.
-                            std::io::copy(&mut tar, &mut std::io::sink()).map_err(|e| limit_error(&what, "read", e))?;
-                            Ok(r)
-                        })
-                        .await
-                    }
-                    Err(e) => Err(e),
-                };
-                match scanned {
-                    Err(e) if attempt < crate::transfer::BLOB_ATTEMPTS && store.is_transient(&e) => {
-                        tracing::warn!("layer {} could not be read ({e}); reading it again", desc.digest);
-                        attempt += 1;
-                    }
-                    other => break other,
-                }
-            }
+            crate::store::retry_transient(
+                |e| store.is_transient(e),
+                |e, _| tracing::warn!("layer {} could not be read ({e}); reading it again", desc.digest),
+                || async {
+                    let stream = store.open_blob(desc, 0).await?;
+                    let layer = desc.digest.clone();
+                    with_reader(desc, stream, move |reader| {
+                        let mut tar = BoundedReader::new(decompressor(compression, reader)?, max_uncompressed);
+                        let what = format!("layer {layer}");
+                        let mut r = ScanReport::default();
+                        scan_tar(&layer, &mut tar, &mut r).map_err(|e| limit_error(&what, "read tar", e))?;
+                        // Read to the end so the verified stream checks the whole blob's digest.
+                        std::io::copy(&mut tar, &mut std::io::sink()).map_err(|e| limit_error(&what, "read", e))?;
+                        Ok(r)
+                    })
+                    .await
+                },
+            )
+            .await
         })
         .buffer_unordered(parallelism.max(1))
         .collect()

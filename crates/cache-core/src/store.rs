@@ -453,15 +453,32 @@ pub async fn write_manifest_blobs(
 /// Write a small blob held in memory (a config, a manifest), sending it again (up to
 /// [`crate::transfer::BLOB_ATTEMPTS`] times) after an error the store calls transient.
 pub async fn put_small_blob(store: &dyn CacheStore, desc: &Descriptor, bytes: &[u8]) -> Result<()> {
-    let mut attempt = 1;
+    retry_transient(
+        |e| store.is_transient(e),
+        |e, _| tracing::warn!("{}: blob {}: {e}; sending it again", store.location(), desc.digest),
+        || store.put_blob(desc, VerifiedStream::from_bytes(desc, Bytes::copy_from_slice(bytes))),
+    )
+    .await
+}
+
+/// Run `attempt` up to [`crate::transfer::BLOB_ATTEMPTS`] times while it fails with an error
+/// `transient` says may go away; `again(error, next)` is told before attempt `next` starts.
+/// The one retry loop of blob transfers, reads (verify, scan) and commits.
+pub(crate) async fn retry_transient<T, F, Fut>(
+    transient: impl Fn(&Error) -> bool,
+    mut again: impl FnMut(&Error, usize),
+    mut attempt: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut n = 1;
     loop {
-        match store
-            .put_blob(desc, VerifiedStream::from_bytes(desc, Bytes::copy_from_slice(bytes)))
-            .await
-        {
-            Err(e) if attempt < crate::transfer::BLOB_ATTEMPTS && store.is_transient(&e) => {
-                tracing::warn!("{}: blob {}: {e}; sending it again", store.location(), desc.digest);
-                attempt += 1;
+        match attempt().await {
+            Err(e) if n < crate::transfer::BLOB_ATTEMPTS && transient(&e) => {
+                n += 1;
+                again(&e, n);
             }
             other => return other,
         }

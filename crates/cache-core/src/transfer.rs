@@ -391,32 +391,30 @@ where
     Fut: std::future::Future<Output = Result<T>>,
 {
     use std::sync::atomic::{AtomicU64, Ordering};
-    let mut attempt = 1;
-    loop {
-        // This attempt's bytes, to take back from the progress if it fails.
-        let sent_bytes = Arc::new(AtomicU64::new(0));
-        let attempt_counter: ByteCounter = {
+    // The bytes of the attempt under way, to take back from the progress if it fails.
+    let sent_bytes = Arc::new(AtomicU64::new(0));
+    crate::store::retry_transient(
+        |e| target.store.is_transient(e) || src.store.is_transient(e),
+        |e, attempt| {
+            retries.fetch_add(1, Ordering::Relaxed);
+            progress.event(Event::BlobRestarted {
+                target: target.label.clone(),
+                digest: digest.clone(),
+                bytes_sent: sent_bytes.load(Ordering::Relaxed),
+                reason: e.to_string(),
+                attempt,
+            });
+        },
+        || {
+            sent_bytes.store(0, Ordering::Relaxed);
             let (counter, sent_bytes) = (counter.clone(), sent_bytes.clone());
-            Arc::new(move |n| {
+            send(Arc::new(move |n| {
                 sent_bytes.fetch_add(n, Ordering::Relaxed);
                 counter(n)
-            })
-        };
-        match send(attempt_counter).await {
-            Err(e) if attempt < BLOB_ATTEMPTS && (target.store.is_transient(&e) || src.store.is_transient(&e)) => {
-                attempt += 1;
-                retries.fetch_add(1, Ordering::Relaxed);
-                progress.event(Event::BlobRestarted {
-                    target: target.label.clone(),
-                    digest: digest.clone(),
-                    bytes_sent: sent_bytes.load(Ordering::Relaxed),
-                    reason: e.to_string(),
-                    attempt,
-                });
-            }
-            other => return other,
-        }
-    }
+            }))
+        },
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -127,20 +127,16 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A reader that hashes what it yields and refuses to go past `limit` bytes.
-struct BoundedHashingReader<R: Read> {
+/// A reader that hashes what it yields.
+struct HashingReader<R: Read> {
     inner: R,
     hasher: Hasher,
-    limit: u64,
 }
 
-impl<R: Read> Read for BoundedHashingReader<R> {
+impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        if self.hasher.len() > self.limit {
-            return Err(io::Error::other(LimitExceeded(self.limit)));
-        }
         Ok(n)
     }
 }
@@ -214,10 +210,9 @@ pub fn convert_sync(
         })?;
     let what = format!("layer {}", src.digest);
     let io_err = |op: &str, e: io::Error| -> Error { limit_error(&what, op, e) };
-    let mut tar = BoundedHashingReader {
-        inner: decompressor(from, input)?,
+    let mut tar = HashingReader {
+        inner: BoundedReader::new(decompressor(from, input)?, max_uncompressed),
         hasher: Hasher::new(),
-        limit: max_uncompressed,
     };
     let mut sink = HashingWriter {
         inner: out,
