@@ -505,6 +505,36 @@ impl AzblobStore {
     }
 
     /// Read one manifest name; `None` when absent.
+    /// Every manifest name under `prefix/manifests_prefix`, sorted, with its `Last-Modified`.
+    async fn list_names(&self) -> Result<Vec<(String, GoTime)>> {
+        let dir = go_path_join(&[&self.config.prefix, &self.config.manifests_prefix]);
+        let prefix = if dir.is_empty() { None } else { Some(key_path(&dir)?) };
+        let mut listing = self.store.list(prefix.as_ref());
+        let mut names = Vec::new();
+        while let Some(item) = listing.next().await {
+            let meta = match item {
+                Ok(m) => m,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(self.store_err(&format!("list {dir}"), e)),
+            };
+            let name = meta.location.as_ref();
+            let rest = if dir.is_empty() {
+                Some(name)
+            } else {
+                name.strip_prefix(dir.as_str()).and_then(|r| r.strip_prefix('/'))
+            };
+            if let Some(r) = rest.filter(|r| !r.is_empty()) {
+                let t = meta.last_modified;
+                names.push((
+                    r.to_owned(),
+                    GoTime::from_unix(t.timestamp(), t.timestamp_subsec_nanos()),
+                ));
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     async fn read_config(&self, name: &str) -> Result<Option<(String, Vec<u8>)>> {
         let key = self.config.manifest_key(name);
         let path = key_path(&key)?;
@@ -855,28 +885,7 @@ impl CacheStore for AzblobStore {
 
     /// Every manifest name under `prefix/manifests_prefix`.
     async fn tags(&self) -> Result<Vec<String>> {
-        let dir = go_path_join(&[&self.config.prefix, &self.config.manifests_prefix]);
-        let prefix = if dir.is_empty() { None } else { Some(key_path(&dir)?) };
-        let mut listing = self.store.list(prefix.as_ref());
-        let mut names = Vec::new();
-        while let Some(item) = listing.next().await {
-            let meta = match item {
-                Ok(m) => m,
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => return Err(self.store_err(&format!("list {dir}"), e)),
-            };
-            let name = meta.location.as_ref();
-            let rest = if dir.is_empty() {
-                Some(name)
-            } else {
-                name.strip_prefix(dir.as_str()).and_then(|r| r.strip_prefix('/'))
-            };
-            if let Some(r) = rest.filter(|r| !r.is_empty()) {
-                names.push(r.to_owned());
-            }
-        }
-        names.sort();
-        Ok(names)
+        Ok(self.list_names().await?.into_iter().map(|(n, _)| n).collect())
     }
 
     /// Delete `prefix/manifests_prefix/<tag>` (its blobs are left to garbage collection).
@@ -888,16 +897,22 @@ impl CacheStore for AzblobStore {
         }
     }
 
-    /// The layer blobs named by every cache config under `prefix/manifests_prefix`.
-    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
-        let mut out = std::collections::HashSet::new();
-        for name in self.tags().await? {
+    /// Every cache config under `prefix/manifests_prefix` with the layer blobs it names and
+    /// its `Last-Modified` (every export writes it).
+    async fn tag_entries(&self) -> Result<Vec<bkcache_core::TagEntry>> {
+        let mut out = Vec::new();
+        for (name, written) in self.list_names().await? {
             let Some((key, bytes)) = self.read_config(&name).await? else {
                 continue;
             };
             let what = format!("cache config {key} in {}", self.config.location());
             let config = bkcache_core::CacheConfig::from_slice(&bytes, &what)?;
-            out.extend(config.layers.into_iter().map(|l| l.blob));
+            out.push(bkcache_core::TagEntry {
+                tag: Some(name),
+                blobs: config.layers.into_iter().map(|l| l.blob).collect(),
+                written: Some(written),
+                signed: false,
+            });
         }
         Ok(out)
     }

@@ -1,6 +1,6 @@
 //! The `type=gha` factory and store.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,6 +88,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Whether an index key (`…-sig` or `…-sig#N`) is a signed one.
+fn is_signed_index(key: &str) -> bool {
+    key.split('#').next().is_some_and(|base| base.ends_with("-sig"))
+}
+
+/// The key of the Sigstore bundle BuildKit stores for a signed index's config bytes.
+fn signature_key(config: &[u8]) -> String {
+    format!("{BLOB_KEY_PREFIX}{}-sig", Digest::of_bytes(config))
+}
+
 /// `index-<scope>-1-<hash8>` (with an optional `-sig` and `#N`) → `<scope>`.
 fn index_scope_of(key: &str) -> Option<&str> {
     let base = key.split('#').next()?;
@@ -166,6 +176,11 @@ impl GhaStore {
             lock(&self.inner.urls).insert(digest.clone(), f.url.clone());
         }
         Ok(found)
+    }
+
+    /// The bytes of the index entry with exactly this key.
+    async fn read_exact(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.read_index(key).await?.filter(|(k, _)| k == key).map(|(_, b)| b))
     }
 
     /// The newest index entry for `key` (a prefix match: `key#N`): its key and bytes.
@@ -363,7 +378,16 @@ impl CacheStore for GhaStore {
             let (cache, w) = decode_annotated(&bytes, &what)?;
             tracing::info!(key = %matched, scope, bytes = bytes.len(), layers = cache.blobs.len(), layer_bytes = cache.layer_bytes(), "index entry");
             first.get_or_insert_with(|| Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes));
-            parts.push(CachePart::of(matched.clone(), scope.to_string(), &bytes, &cache));
+            let signed = is_signed_index(&matched);
+            if signed {
+                warnings.push(format!(
+                    "{matched} is a signed index (BuildKit [cache.gha] sign); bkcache does not sign, so a copy of it is unsigned and a BuildKit with verify.required=true will not import it"
+                ));
+            }
+            parts.push(CachePart {
+                signed,
+                ..CachePart::of(matched.clone(), scope.to_string(), &bytes, &cache)
+            });
             if let Some(w) = self.shared_scope_warning(key, &matched, &cache).await {
                 warnings.push(w);
             }
@@ -511,39 +535,64 @@ impl CacheStore for GhaStore {
         Ok(names.into_iter().collect())
     }
 
-    /// Delete every index entry of a `scope=` name in the write ref (all numbers).
+    /// Delete every index entry of a `scope=` name in the write ref (all numbers), and after
+    /// each signed one the signature bundle of its config.
     async fn remove_tag(&self, tag: &str) -> Result<()> {
         let (rest, git_ref) = self.rest_and_ref("deleting index entries")?;
         let prefix = format!("index-{tag}-{KEY_FORMAT}-");
         for e in rest.list(&prefix, Some(&git_ref)).await? {
-            if index_scope_of(&e.key) == Some(tag) && e.version == VERSION_HASH {
-                rest.delete_id(e.id, &e.key).await?;
+            if index_scope_of(&e.key) != Some(tag) || e.version != VERSION_HASH {
+                continue;
+            }
+            let bundle = match is_signed_index(&e.key) {
+                true => self.read_exact(&e.key).await?.map(|bytes| signature_key(&bytes)),
+                false => None,
+            };
+            rest.delete_id(e.id, &e.key).await?;
+            if let Some(bundle) = bundle {
+                for b in rest.list(&bundle, Some(&git_ref)).await? {
+                    if b.key == bundle {
+                        rest.delete_id(b.id, &b.key).await?;
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// Blobs the newest entry of every index key in the write ref references.
-    async fn referenced_blobs(&self) -> Result<HashSet<Digest>> {
+    /// The newest entry of every index key in the write ref (a signed `-sig` key is one of its
+    /// own), with the blobs it references and its creation time.
+    async fn tag_entries(&self) -> Result<Vec<bkcache_core::TagEntry>> {
         let (rest, git_ref) = self.rest_and_ref("listing index entries")?;
-        let bases: BTreeSet<String> = rest
-            .list("index-", Some(&git_ref))
-            .await?
-            .iter()
-            .filter(|e| e.version == VERSION_HASH && index_scope_of(&e.key).is_some())
-            .filter_map(|e| e.key.split('#').next().map(str::to_owned))
-            .collect();
-        let mut out = HashSet::new();
-        for base in bases {
-            let Some((matched, bytes)) = self.read_index(&base).await? else {
+        let mut newest: BTreeMap<String, (u64, RestEntry)> = BTreeMap::new();
+        for e in rest.list("index-", Some(&git_ref)).await? {
+            if e.version != VERSION_HASH || index_scope_of(&e.key).is_none() {
+                continue;
+            }
+            let (base, n) = match e.key.split_once('#') {
+                Some((b, n)) => (b.to_owned(), n.parse().unwrap_or(0)),
+                None => (e.key.clone(), 0),
+            };
+            if newest.get(&base).is_none_or(|(m, _)| n >= *m) {
+                newest.insert(base, (n, e));
+            }
+        }
+        let mut out = Vec::new();
+        for (_, e) in newest.into_values() {
+            let Some(bytes) = self.read_exact(&e.key).await? else {
                 return Err(GhaError::Protocol {
-                    operation: format!("reading {base}"),
+                    operation: format!("reading {}", e.key),
                     reason: "listed by the REST API but not found by the cache service (not readable with this token?); refusing to collect garbage without it".into(),
                 }
                 .into());
             };
-            let (cache, _) = decode_annotated(&bytes, &format!("cache config {matched}"))?;
-            out.extend(cache.blobs.into_keys());
+            let (cache, _) = decode_annotated(&bytes, &format!("cache config {}", e.key))?;
+            out.push(bkcache_core::TagEntry {
+                tag: index_scope_of(&e.key).map(str::to_owned),
+                blobs: cache.blobs.into_keys().collect(),
+                written: e.created_at.as_deref().and_then(|t| t.parse::<GoTime>().ok()),
+                signed: is_signed_index(&e.key),
+            });
         }
         Ok(out)
     }

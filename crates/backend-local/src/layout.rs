@@ -164,6 +164,56 @@ pub(crate) fn reachable(root: &Path, index: &Index) -> Result<HashSet<Digest>> {
     Ok(seen)
 }
 
+/// Every `index.json` entry with the blobs it reaches and when it was last written: the
+/// manifest blob's mtime (bkcache's commit touches it; BuildKit writes it when its bytes are
+/// new) or, when the layout has one entry, `index.json`'s, which every export rewrites.
+pub(crate) fn tag_entries(root: &Path) -> Result<Vec<bkcache_core::TagEntry>> {
+    let Some(index) = read_index(root)? else {
+        return Ok(Vec::new());
+    };
+    let index_written = if index.manifests.len() == 1 {
+        modified(&root.join("index.json"))
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(index.manifests.len());
+    for entry in &index.manifests {
+        let one = Index {
+            manifests: vec![entry.clone()],
+            ..index.clone()
+        };
+        let manifest_written = modified(&blob_path(root, &entry.digest));
+        out.push(bkcache_core::TagEntry {
+            tag: entry.annotations.get(ANNOTATION_REF_NAME).cloned(),
+            blobs: reachable(root, &one)?,
+            written: manifest_written.max(index_written),
+            signed: false,
+        });
+    }
+    Ok(out)
+}
+
+/// A file's mtime, `None` when it cannot be read.
+pub(crate) fn modified(path: &Path) -> Option<bkcache_core::GoTime> {
+    let d = fs::metadata(path)
+        .ok()?
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(bkcache_core::GoTime::from_unix(d.as_secs() as i64, d.subsec_nanos()))
+}
+
+/// Set a blob's mtime to now: the tag that points at it was just written (prune's clock).
+pub(crate) fn touch(path: &Path) -> Result<()> {
+    let file = File::options()
+        .append(true)
+        .open(path)
+        .map_err(|e| io_err(path, "open", e))?;
+    file.set_modified(std::time::SystemTime::now())
+        .map_err(|e| io_err(path, "set the mtime of", e))
+}
+
 /// `blobs/sha256/<hex>` (the digest type guarantees `hex` is 64 hex characters).
 /// fsync `blobs/` and each `blobs/<algorithm>/` directory, so every blob renamed into place
 /// so far survives a power loss (called at commit, before the index is written).

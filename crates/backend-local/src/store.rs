@@ -517,6 +517,9 @@ impl CacheStore for LocalStore {
                 // Every blob's rename durable before the index that names it.
                 layout::sync_blob_dirs(&root)?;
                 layout::with_index_lock(&root, || {
+                    // An unchanged manifest keeps its old mtime: touch it, so prune's clock
+                    // (the tag's last write) sees this export.
+                    layout::touch(&blob_path(&root, &manifest.digest))?;
                     layout::put_tag(&root, &manifest, &tag)?;
                     if reset {
                         layout::reset(&root)
@@ -557,6 +560,10 @@ impl CacheStore for LocalStore {
         let tag = tag.to_owned();
         self.blocking(move |root| layout::with_index_lock(&root, || layout::remove_tag(&root, &tag).map(|_| ())))
             .await
+    }
+
+    async fn tag_entries(&self) -> Result<Vec<bkcache_core::TagEntry>> {
+        self.blocking(|root| layout::tag_entries(&root)).await
     }
 
     async fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {

@@ -1213,18 +1213,36 @@ impl CacheStore for S3Store {
         }
     }
 
-    /// The layer blobs named by every cache config under `<prefix><manifests_prefix>`. A config
-    /// that cannot be read or parsed is an error (nothing is then collected).
-    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
-        let mut out = std::collections::HashSet::new();
-        for name in self.tags().await? {
-            let key = self.settings.layout.manifest_key(&name);
+    /// Every cache config under `<prefix><manifests_prefix>` with the layer blobs it names and
+    /// its `LastModified` (every export PUTs it). A config that cannot be read or parsed is an
+    /// error (nothing is then collected).
+    async fn tag_entries(&self) -> Result<Vec<bkcache_core::TagEntry>> {
+        let key_prefix = self.settings.layout.manifest_key("");
+        let mut out = Vec::new();
+        for meta in self.list_prefix(&key_prefix).await? {
+            let Some(name) = meta
+                .location
+                .as_ref()
+                .strip_prefix(&key_prefix)
+                .filter(|n| !n.is_empty())
+            else {
+                continue;
+            };
+            let key = self.settings.layout.manifest_key(name);
             let Some(bytes) = self.get_document(&key).await? else {
                 continue;
             };
             let what = format!("cache config s3://{}/{key}", self.settings.bucket);
             let config = bkcache_core::CacheConfig::from_slice(&bytes, &what)?;
-            out.extend(config.layers.into_iter().map(|l| l.blob));
+            out.push(bkcache_core::TagEntry {
+                tag: Some(name.to_owned()),
+                blobs: config.layers.into_iter().map(|l| l.blob).collect(),
+                written: Some(GoTime::from_unix(
+                    meta.last_modified.timestamp(),
+                    meta.last_modified.timestamp_subsec_nanos(),
+                )),
+                signed: false,
+            });
         }
         Ok(out)
     }

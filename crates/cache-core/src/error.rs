@@ -176,6 +176,21 @@ pub enum Error {
         /// Why, with the per-source warnings.
         reason: String,
     },
+    /// A prune whose plan would leave a tag or the whole location without cache, refused with
+    /// nothing changed.
+    #[error("{location}: refusing to prune: {reason}; nothing was changed (allow it with --allow-empty)")]
+    WouldEmpty {
+        /// The store.
+        location: String,
+        /// What would be emptied, and by which rule.
+        reason: String,
+    },
+    /// Every source of a copy is absent (a first run): no cache anywhere, nothing broken.
+    #[error("no cache to copy: {reason}")]
+    NoSourceCache {
+        /// Each source and that it has no cache.
+        reason: String,
+    },
     /// The engine was asked for something a later issue adds.
     #[error("{feature} is not implemented yet in bkcache")]
     NotImplemented {

@@ -280,6 +280,13 @@ impl Backends {
         Ok(all)
     }
 
+    /// Whether `kind` accepts attribute `name` but ignores it, as BuildKit does (the compression
+    /// and media-type options on the annotated-config family: gha, s3, azblob).
+    pub fn ignores(&self, kind: &str, name: &str) -> bool {
+        self.get(kind).is_ok_and(|f| f.family() == Family::AnnotatedConfig)
+            && MANIFEST_EXPORT_ATTRIBUTES.iter().any(|a| a.name == name)
+    }
+
     /// Check a spec's attributes for this direction: unknown ones are errors listing what is
     /// allowed.
     pub fn validate(&self, spec: &CacheSpec, direction: Direction) -> Result<()> {

@@ -183,7 +183,7 @@ pub use gojson::GoTime;
 pub use manifest::Wrapper;
 pub use media_type::MediaType;
 pub use spec::{CacheSpec, ExportOptions};
-pub use store::{BlobStream, CacheFormat, CacheStore, LoadedCache, VerifiedStream};
+pub use store::{BlobStream, CacheFormat, CacheStore, LoadedCache, TagEntry, VerifiedStream};
 
 /// This crate's version (`bkcache --version` lists every crate's).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

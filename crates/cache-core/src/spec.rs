@@ -37,6 +37,13 @@ pub fn is_secret_attribute(name: &str) -> bool {
     SECRET_ATTRIBUTES.contains(&name)
 }
 
+/// Whether a bare (`type`-less) field is a file-system path: an image reference never starts
+/// with `/`, `.` or `~` (buildx would send it to a registry and fail on DNS).
+pub fn looks_like_path(field: &str) -> bool {
+    let f = field.trim();
+    f.starts_with('/') || f.starts_with('.') || f.starts_with('~')
+}
+
 impl CacheSpec {
     /// A spec with no attributes.
     pub fn new(kind: impl Into<String>) -> Self {
@@ -80,6 +87,14 @@ impl CacheSpec {
             reason,
         })?;
         if !input.contains('=') {
+            if let Some(path) = fields.iter().find(|f| looks_like_path(f)) {
+                return Err(Error::Spec {
+                    input: redact_input(input),
+                    reason: format!(
+                        "{path:?} is a directory path, not an image reference; did you mean type=local,src={path} (to read) or type=local,dest={path} (to write)?"
+                    ),
+                });
+            }
             return Ok(fields
                 .into_iter()
                 .filter(|f| !f.is_empty())
@@ -476,6 +491,10 @@ mod tests {
     fn buildx_vectors() {
         check("user/app:cache", &["type=registry,ref=user/app:cache"]);
         check("a,b", &["type=registry,ref=a", "type=registry,ref=b"]);
+        for path in ["./cache", "/var/cache/bk", "../up", "~/bk", "."] {
+            let e = CacheSpec::parse(path).unwrap_err().to_string();
+            assert!(e.contains(&format!("did you mean type=local,src={path}")), "{e}");
+        }
         check("type=local,src=path/to/cache", &["type=local,src=path/to/cache"]);
         check("Type=gha,Scope=X", &["type=gha,scope=X"]);
         check("type=registry,\"ref=a,b\"", &["type=registry,\"ref=a,b\""]);

@@ -77,6 +77,9 @@ pub struct CachePart {
     pub layers: usize,
     /// Bytes of those layers.
     pub layer_bytes: u64,
+    /// Whether it is signed (a gha `-sig` index with a Sigstore bundle). bkcache does not sign:
+    /// a copy of a signed part is unsigned.
+    pub signed: bool,
 }
 
 impl CachePart {
@@ -89,6 +92,7 @@ impl CachePart {
             records: cache.records.len(),
             layers: cache.blobs.len(),
             layer_bytes: cache.layer_bytes(),
+            signed: false,
         }
     }
 }
@@ -112,6 +116,25 @@ pub struct BlobEntry {
     pub size: u64,
     /// When it was last written or touched, if the store knows.
     pub modified: Option<GoTime>,
+}
+
+/// One cache manifest at a store's location (a local tag, an object-store name, a gha scope),
+/// for prune: what it references and when it was last written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagEntry {
+    /// Its tag or name; `None` for an untagged entry (a local `index.json` entry without a
+    /// `org.opencontainers.image.ref.name`), which prune always keeps.
+    pub tag: Option<String>,
+    /// Every blob it references that lives among the location's blobs (layers; in the manifest
+    /// family also its manifest and config).
+    pub blobs: std::collections::HashSet<Digest>,
+    /// When this tag was last written, by the backend's own clock (local: the manifest blob's
+    /// mtime; s3/azblob: the config object's `LastModified`; gha: the newest index entry's
+    /// creation time); `None` when it cannot tell.
+    pub written: Option<GoTime>,
+    /// Whether it is signed (a gha `-sig` index with its Sigstore bundle, which prune keeps and
+    /// removes together with the index).
+    pub signed: bool,
 }
 
 /// What a commit wrote.
@@ -188,13 +211,20 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
         Ok(false)
     }
 
-    /// Every blob some manifest at this location references (all tags of a local layout, all
-    /// names under an object store's manifests prefix), for prune. Default: not supported.
-    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
+    /// Every cache manifest at this location (all tags of a local layout, all names under an
+    /// object store's manifests prefix, every scope of a gha ref) with the blobs it references
+    /// and when it was written, for prune. Default: not supported.
+    async fn tag_entries(&self) -> Result<Vec<TagEntry>> {
         Err(Error::Unsupported {
             location: self.location(),
             operation: "listing the manifests of this location".into(),
         })
+    }
+
+    /// Every blob some manifest at this location references, for prune's garbage collection.
+    /// Default: the union of [`CacheStore::tag_entries`].
+    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
+        Ok(self.tag_entries().await?.into_iter().flat_map(|e| e.blobs).collect())
     }
 
     /// This store's own tag or name (what it loads and commits), when it has one.
@@ -212,7 +242,8 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
     }
 
     /// Remove one tag's cache manifest from this location (its blobs are left for prune's
-    /// garbage collection). Default: not supported.
+    /// garbage collection; a signature stored with it goes too). Default: not
+    /// supported.
     async fn remove_tag(&self, _tag: &str) -> Result<()> {
         Err(Error::Unsupported {
             location: self.location(),

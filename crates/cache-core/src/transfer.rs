@@ -276,7 +276,8 @@ async fn load_source(src: &Source, parallelism: usize, sink: &mut Warn<'_>) -> R
 /// Copy the merged cache of `sources` to every target.
 ///
 /// A source that fails to load is a warning and the copy goes on with the rest (as BuildKit's
-/// build does); if none loads, the result is [`Error::NothingToCopy`]. A target failure is
+/// build does); if none loads, the result is [`Error::NoSourceCache`] when every source simply has
+/// no cache (a first run), else [`Error::NothingToCopy`]. A target failure is
 /// reported in its [`TargetReport`] (downgraded to a warning with `ignore-error=true`); the
 /// target's manifest is only written after all its blobs are in place.
 pub async fn copy(
@@ -290,6 +291,7 @@ pub async fn copy(
         list: Vec::new(),
     };
     let mut loaded = Vec::new();
+    let mut absent = 0;
     for (i, src) in sources.iter().enumerate() {
         match load_source(src, options.parallelism, &mut sink).await {
             Ok(Some(cache)) => {
@@ -300,9 +302,20 @@ pub async fn copy(
                 });
                 loaded.push(Loaded { source: i, cache });
             }
-            Ok(None) => sink.warn(format!("{}: no cache there; skipped", src.label)),
-            Err(e) => sink.warn(format!("{}: import failed, skipped: {e}", src.label)),
+            Ok(None) => {
+                absent += 1;
+                sink.warn(format!("{}: no cache there; skipped", src.label));
+            }
+            Err(e) => {
+                absent += usize::from(matches!(e, Error::CacheNotFound { .. }));
+                sink.warn(format!("{}: import failed, skipped: {e}", src.label));
+            }
         }
+    }
+    if loaded.is_empty() && absent == sources.len() && absent > 0 {
+        return Err(Error::NoSourceCache {
+            reason: sink.list.join("; "),
+        });
     }
     if loaded.is_empty() {
         return Err(Error::NothingToCopy {

@@ -254,7 +254,7 @@ fn the_registry_checks_a_custom_backends_attributes() {
         .unwrap();
     assert!(!t.options.oci_mediatypes);
     assert_eq!(t.store.location(), "mem:a:latest");
-    // A missing cache is `None`, which the copy engine reports as "nothing to copy".
+    // A missing cache is `None`: every source absent is a first run, not a failure.
     let e = futures::executor::block_on(async {
         let sources = vec![Source {
             label: "empty".into(),
@@ -263,5 +263,5 @@ fn the_registry_checks_a_custom_backends_attributes() {
         transfer::copy(&sources, &[], &CopyOptions::default(), Arc::new(NoProgress)).await
     })
     .unwrap_err();
-    assert!(matches!(e, Error::NothingToCopy { .. }), "{e}");
+    assert!(matches!(e, Error::NoSourceCache { .. }), "{e}");
 }

@@ -38,7 +38,7 @@ pub fn warn(quiet: bool, msg: &str) {
 }
 
 /// Bytes for people: `1.5 MiB (1572864 bytes)`.
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut u = 0;
@@ -109,12 +109,13 @@ pub fn summary(s: &Summary, json: bool) -> Result<(), Error> {
     }
     for p in &s.parts {
         say!(
-            "part       {} ({}): {} records, {} layers, {}",
+            "part       {} ({}): {} records, {} layers, {}{}",
             p.name,
             p.scope,
             p.records,
             p.layers,
-            human(p.layer_bytes)
+            human(p.layer_bytes),
+            if p.signed { ", signed" } else { "" }
         );
     }
     say!();
@@ -199,33 +200,81 @@ struct BackendJson {
     kind: &'static str,
     summary: &'static str,
     family: bkcache_core::Family,
-    attributes: Vec<bkcache_core::AttributeDoc>,
+    attributes: Vec<AttributeJson>,
 }
+
+#[derive(Serialize)]
+struct AttributeJson {
+    #[serde(flatten)]
+    doc: bkcache_core::AttributeDoc,
+    /// Accepted but without effect on this backend (as in BuildKit).
+    ignored: bool,
+}
+
+/// Widest default shown in line with the meaning; longer ones get a line of their own.
+const DEFAULT_COLUMN: usize = 36;
 
 pub fn backends(backends: &Backends, json: bool) -> Result<(), Error> {
     let list: Vec<BackendJson> = backends
         .iter()
         .map(|b| {
+            let attributes = backends
+                .attributes(b.type_name())?
+                .into_iter()
+                .map(|doc| AttributeJson {
+                    ignored: backends.ignores(b.type_name(), doc.name),
+                    doc,
+                })
+                .collect();
             Ok(BackendJson {
                 kind: b.type_name(),
                 summary: b.summary(),
                 family: b.family(),
-                attributes: backends.attributes(b.type_name())?,
+                attributes,
             })
         })
         .collect::<Result<_, Error>>()?;
     if json {
         return print_json(&list);
     }
+    let name_w = list
+        .iter()
+        .flat_map(|b| b.attributes.iter().map(|a| a.doc.name.len()))
+        .max()
+        .unwrap_or(0);
+    let indent = 2 + name_w + 2 + 7 + 2 + DEFAULT_COLUMN + 2;
     for b in &list {
         say!("type={}  {}", b.kind, b.summary);
+        say!(
+            "  {:<name_w$}  {:<7}  {:<DEFAULT_COLUMN$}  MEANING",
+            "ATTRIBUTE",
+            "FOR",
+            "DEFAULT"
+        );
         for a in &b.attributes {
-            let dir = match a.applies {
+            let dir = match a.doc.applies {
                 bkcache_core::factory::Applies::Import => "from",
                 bkcache_core::factory::Applies::Export => "to",
                 bkcache_core::factory::Applies::Both => "from,to",
             };
-            say!("  {:<18} {:<8} default: {:<40} {}", a.name, dir, a.default, a.meaning);
+            let meaning = if a.ignored {
+                format!(
+                    "IGNORED on type={} (as by BuildKit); elsewhere: {}",
+                    b.kind, a.doc.meaning
+                )
+            } else {
+                a.doc.meaning.to_owned()
+            };
+            if a.doc.default.len() > DEFAULT_COLUMN {
+                say!("  {:<name_w$}  {dir:<7}  {}", a.doc.name, a.doc.default);
+                say!("{:indent$}{meaning}", "");
+            } else {
+                say!(
+                    "  {:<name_w$}  {dir:<7}  {:<DEFAULT_COLUMN$}  {meaning}",
+                    a.doc.name,
+                    a.doc.default
+                );
+            }
         }
         say!();
     }
@@ -233,6 +282,7 @@ pub fn backends(backends: &Backends, json: bool) -> Result<(), Error> {
 }
 
 pub fn prune_report(r: &bkcache_core::lifecycle::PruneReport, json: bool, quiet: bool) -> Result<(), Error> {
+    use bkcache_core::lifecycle::TagAction;
     if json {
         return print_json(r);
     }
@@ -242,10 +292,14 @@ pub fn prune_report(r: &bkcache_core::lifecycle::PruneReport, json: bool, quiet:
     if quiet {
         return Ok(());
     }
-    let verb = if r.dry_run { "would drop" } else { "dropped" };
+    let (would, drop, remove, delete) = if r.dry_run {
+        ("would ", "would drop", "would remove", "would delete")
+    } else {
+        ("", "dropped", "removed", "deleted")
+    };
     let s = &r.selection;
     say!(
-        "{}: {verb} {} of {} results ({} -> {} of layers){}",
+        "{}: {drop} {} of {} results ({} -> {} of layers){}",
         r.location,
         s.results_dropped,
         s.results_dropped + s.results_kept,
@@ -253,26 +307,39 @@ pub fn prune_report(r: &bkcache_core::lifecycle::PruneReport, json: bool, quiet:
         human(s.layer_bytes_after),
         r.manifest
             .as_ref()
-            .map(|m| format!("; new manifest {m}"))
+            .map(|m| format!("; {would}write manifest {m}"))
             .unwrap_or_default()
     );
-    if !r.tags_removed.is_empty() {
+    for t in &r.tags {
+        let action = match t.action {
+            TagAction::Kept => "keep".to_owned(),
+            TagAction::Rewritten => format!("{would}rewrite ({})", t.reason),
+            TagAction::Removed => format!("{remove} ({})", t.reason),
+        };
         say!(
-            "{}: {} tags {}",
-            r.location,
-            if r.dry_run { "would remove" } else { "removed" },
-            r.tags_removed.join(", ")
+            "  tag {:<24} last written {:<32} {action}{}",
+            t.tag,
+            t.written.as_deref().unwrap_or("unknown"),
+            if t.signed {
+                " [signed: its signature goes with it]"
+            } else {
+                ""
+            }
         );
     }
     say!(
-        "{}: {} {} unreferenced blobs ({}) of {} listed; {} younger than --min-age kept",
+        "{}: {delete} {} unreferenced blobs ({}) of {} listed; {} younger than --min-age kept",
         r.location,
-        if r.dry_run { "would delete" } else { "deleted" },
         r.blobs_deleted,
         human(r.bytes_freed),
         r.blobs_listed,
         r.blobs_too_young
     );
+    if r.dry_run {
+        for d in &r.deleted {
+            say!("  would delete blob {d}");
+        }
+    }
     Ok(())
 }
 

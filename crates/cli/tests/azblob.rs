@@ -370,7 +370,7 @@ fn import_reads_every_name_and_merges() {
     );
     let none = az.spec(&container, "prefix=m,name=nope");
     let r = bkcache(&["inspect", &none]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 4, "no cache there");
     assert!(r.stderr.contains("no cache found at azblob:"), "{}", r.stderr);
 }
 
@@ -522,7 +522,7 @@ fn container_is_created_on_export_only() {
     let remote = az.spec(&container, "");
     // Import from a container that does not exist: no cache, and nothing is created.
     let r = bkcache(&["inspect", &remote]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 4, "no cache there");
     assert!(r.stderr.contains("no cache found"), "{}", r.stderr);
     let listed = block_on(az.raw(&container).list_with_delimiter(None));
     assert!(listed.is_err(), "import created the container");

@@ -171,7 +171,7 @@ fn malformed_and_mistyped_cache_options() {
             &["mode is only for the other direction"],
         ),
         (args(&["inspect", &long]), 1, &["File name too long"]),
-        (args(&["inspect", &bad_utf]), 1, &["no cache found"]),
+        (args(&["inspect", &bad_utf]), 4, &["no cache found"]),
         // Wrong types for export options.
         (
             args(&[
@@ -359,7 +359,7 @@ fn malformed_and_mistyped_cache_options() {
         ),
         (
             args(&["inspect", &format!("{f},tag=../../etc")]),
-            1,
+            4,
             &["no tag \"../../etc\""],
         ),
         (

@@ -1451,3 +1451,109 @@ fn inspect_warns_when_builds_share_a_scope() {
         "{s}"
     );
 }
+
+/// Two signed scopes as BuildKit's `[cache.gha] sign` writes them (`index-<scope>-1-<hash>-sig#N`
+/// plus a Sigstore bundle under `buildkit-blob-1-<sha256(config)>-sig`), sharing one build's blobs.
+/// Returns the bundle keys of `main` and `old`.
+fn load_signed_scopes(g: &Gha, ns: &str, dir: &Path) -> (String, String) {
+    let fixture = fixture_dir().join("entries");
+    std::fs::create_dir_all(dir).unwrap();
+    let mut index = Vec::new();
+    for e in std::fs::read_dir(&fixture).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("index-") {
+            index = std::fs::read(e.path()).unwrap();
+        } else if name.starts_with("buildkit-blob-") {
+            std::fs::copy(e.path(), dir.join(&name)).unwrap();
+        }
+    }
+    let mut old = index.clone();
+    old.push(b'\n');
+    let bundle = |config: &[u8]| format!("buildkit-blob-1-{}-sig", bkcache_core::Digest::of_bytes(config));
+    for (scope, bytes) in [("main", &index), ("old", &old)] {
+        std::fs::write(dir.join(format!("index-{scope}-1-f921bd05-sig%231")), bytes).unwrap();
+        let file = bundle(bytes).replace(':', "%3A");
+        std::fs::write(
+            dir.join(file),
+            br#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}"#,
+        )
+        .unwrap();
+    }
+    g.admin("load", json!({"ns": ns, "scope": "refs/heads/main", "dir": dir}));
+    (bundle(&index), bundle(&old))
+}
+
+#[test]
+fn signed_scopes_are_shown_and_their_signatures_go_with_their_index() {
+    let Some(g) = gha() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let token = jwt(MAIN_RW);
+    let ns = unique("signed");
+    let api_url = format!("{}api", g.ns_url(&ns));
+    let env = [("GITHUB_API_URL", api_url.as_str())];
+    let (main_bundle, old_bundle) = load_signed_scopes(&g, &ns, &tmp.path().join("entries"));
+    let rest = "ghtoken=ghp_test,repository=octo/app";
+    let main = g.spec(Api::V2, &ns, &token, &format!("scope=main,{rest}"));
+
+    // inspect says the scope is signed; a copy says it is unsigned.
+    let i = run(&["inspect", &main, "--json"], &env).ok().json();
+    assert_eq!(i["parts"][0]["signed"], true, "{i}");
+    assert_eq!(i["parts"][0]["name"], "index-main-1-f921bd05-sig#1");
+    let text = run(&["inspect", &main], &env).ok();
+    assert!(text.stdout.contains(", signed"), "{}", text.stdout);
+    let copied = tmp.path().join("copy");
+    let c = run(&["copy", "--from", &main, "--to", &dest(&copied, "mode=max")], &env).ok();
+    assert!(c.stderr.contains("a copy of it is unsigned"), "{}", c.stderr);
+
+    // Keeping main and dropping old: old's signed index and its bundle go, main's stay.
+    let keys = |g: &Gha| -> Vec<String> {
+        g.entries(&ns)
+            .iter()
+            .map(|e| e["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let dry = run(
+        &[
+            "prune",
+            &main,
+            "--keep-tags",
+            "main",
+            "--min-age",
+            "0",
+            "--dry-run",
+            "--json",
+        ],
+        &env,
+    )
+    .ok()
+    .json();
+    let r = run(
+        &["prune", &main, "--keep-tags", "main", "--min-age", "0", "--json"],
+        &env,
+    )
+    .ok()
+    .json();
+    assert_eq!(dry["tags"], r["tags"]);
+    assert_eq!(r["tags_removed"], json!(["old"]), "{r}");
+    assert_eq!(r["tags"][0]["signed"], true, "{r}");
+    assert_eq!(r["blobs_deleted"], 0, "main still references every blob: {r}");
+    let left = keys(&g);
+    assert!(
+        left.contains(&"index-main-1-f921bd05-sig#1".to_owned()) && left.contains(&main_bundle),
+        "{left:?}"
+    );
+    assert!(
+        !left.iter().any(|k| k.starts_with("index-old-") || *k == old_bundle),
+        "{left:?}"
+    );
+    run(&["verify", &main], &env).ok();
+
+    // Rewriting a signed index would leave its signature over a config naming deleted blobs.
+    let r = run(&["prune", &main, "--keep-storage", "1kB", "--min-age", "0"], &env);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is signed"), "{}", r.stderr);
+    assert_eq!(keys(&g), left, "nothing changed");
+}

@@ -101,6 +101,7 @@ fn representative(
             spare,
             "--keep-storage",
             "1B",
+            "--allow-empty",
             "--min-age",
             "0s",
             "--json",

@@ -4,6 +4,7 @@
 
 pub mod fake;
 pub mod proxy;
+pub mod s3;
 pub mod token;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,18 @@
-//! Cache lifecycle: `prune` (drop old results, fit a size, then delete unreferenced blobs)
-//! and `diff` (what two caches share). Store-side work goes through [`CacheStore`].
+//! Cache lifecycle: `prune` (remove stale tags, drop results to fit a size, then delete
+//! unreferenced blobs; [`prune()`] in `prune.rs`) and `diff` (what two caches share).
+//! Store-side work goes through [`crate::CacheStore`].
+//!
+//! Rules, and where they live:
+//! - a dry run is the plan the real run carries out (`prune::make_plan`), so both report the
+//!   same tags, blobs and bytes;
+//! - `keep_duration` ages each tag by when it was last written ([`AgeBy::LastWrite`], the
+//!   store's [`crate::TagEntry::written`]), per result only with [`AgeBy::LayerCreated`];
+//! - a plan that leaves a tag, or the whole location, without cache is refused
+//!   ([`Error::WouldEmpty`]) unless [`PrunePolicy::allow_empty`].
+
+mod prune;
+
+pub use prune::{prune, PruneReport, TagAction, TagReport};
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -11,19 +24,39 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::gojson::GoTime;
 use crate::spec::ExportOptions;
-use crate::store::{CacheFormat, CacheStore, LoadedCache};
+use crate::store::{CacheFormat, LoadedCache};
+
+/// Which clock `keep_duration` reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgeBy {
+    /// When each tag (name, scope) was last written, by the backend's clock: a tag not written
+    /// for the duration is removed whole. BuildKit keeps a reused layer's `createdAt`, so a
+    /// cache exported a minute ago can hold only old layers: this is the clock that keeps it.
+    #[default]
+    LastWrite,
+    /// Each result's layer creation time (`buildkit/createdat`): results older than the
+    /// duration are dropped from the location's own tag.
+    LayerCreated,
+}
 
 /// What `prune` keeps.
 #[derive(Debug, Clone, Default)]
 pub struct PrunePolicy {
-    /// Drop results created longer ago than this.
+    /// Remove tags not written for this long ([`AgeBy::LastWrite`]), or drop results created
+    /// longer ago ([`AgeBy::LayerCreated`]).
     pub keep_duration: Option<Duration>,
+    /// The clock `keep_duration` reads.
+    pub age_by: AgeBy,
+    /// Allow a prune that leaves a tag or the whole location without cache (refused otherwise).
+    pub allow_empty: bool,
     /// Then drop the oldest results until the layer bytes fit.
     pub keep_storage: Option<u64>,
     /// "Now", for `keep_duration` (injectable for tests).
     pub now: Option<GoTime>,
     /// Keep only these tags at the location; the others are removed (before garbage
-    /// collection frees their blobs).
+    /// collection frees their blobs). Beside `keep_duration` with [`AgeBy::LastWrite`] they are
+    /// instead the tags kept however old (the others go only when stale).
     pub keep_tags: Option<Vec<String>>,
 }
 
@@ -40,13 +73,14 @@ pub struct PruneSelection {
     pub layer_bytes_after: u64,
 }
 
-/// Apply a policy to a cache. Records (cache keys, a few bytes each) are all kept; results are
-/// dropped by age, then oldest first until the layers fit `keep_storage`.
+/// Apply the per-result part of a policy to a cache. Records (cache keys, a few bytes each) are
+/// all kept; results are dropped by layer age (with [`AgeBy::LayerCreated`]), then oldest first
+/// until the layers fit `keep_storage`.
 pub fn select(cache: &AbstractCache, policy: &PrunePolicy) -> (AbstractCache, PruneSelection) {
     let mut out = cache.clone();
     let before = cache.layer_bytes();
     let total = cache.result_count();
-    if let Some(keep) = policy.keep_duration {
+    if let Some(keep) = policy.keep_duration.filter(|_| policy.age_by == AgeBy::LayerCreated) {
         let now = policy.now.unwrap_or_else(GoTime::now);
         let cutoff = now.unix_nanos() - keep.as_nanos() as i128;
         for rec in &mut out.records {
@@ -121,126 +155,6 @@ pub fn options_for(loaded: &LoadedCache) -> ExportOptions {
         o.image_manifest = w == crate::manifest::Wrapper::ImageManifest;
     }
     o
-}
-
-/// The result of `prune`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PruneReport {
-    /// Where.
-    pub location: String,
-    /// What the policy dropped.
-    pub selection: PruneSelection,
-    /// The manifest written for the pruned cache (none when nothing was dropped).
-    pub manifest: Option<Digest>,
-    /// Blobs listed at the location.
-    pub blobs_listed: usize,
-    /// Blobs deleted (or that would be, with `dry_run`).
-    pub blobs_deleted: usize,
-    /// Bytes freed (or that would be).
-    pub bytes_freed: u64,
-    /// Unreferenced blobs kept because they are younger than `min_age` (a concurrent export may
-    /// be about to reference them).
-    pub blobs_too_young: usize,
-    /// Tags removed by `keep_tags`.
-    pub tags_removed: Vec<String>,
-    /// Whether this was a dry run.
-    pub dry_run: bool,
-    /// Notes (e.g. a store that cannot delete blobs).
-    pub notes: Vec<String>,
-}
-
-/// Prune a cache in place: apply `policy` to the cache at `store` (rewriting its manifest when
-/// results were dropped), then delete every blob at the location that no manifest references,
-/// unless it is younger than `min_age`.
-pub async fn prune(
-    store: &dyn CacheStore,
-    policy: &PrunePolicy,
-    min_age: Duration,
-    dry_run: bool,
-) -> Result<PruneReport> {
-    let mut report = PruneReport {
-        location: store.location(),
-        dry_run,
-        ..Default::default()
-    };
-    let has_policy = policy.keep_duration.is_some() || policy.keep_storage.is_some();
-    let loaded = match store.load().await {
-        Ok(l) => l,
-        // No cache under this tag/name: nothing to select, garbage collection still runs.
-        Err(e) if e.is_not_found() && !has_policy => None,
-        Err(e) => return Err(e),
-    };
-    if let Some(loaded) = loaded {
-        let (pruned, selection) = select(&loaded.cache, policy);
-        if selection.results_dropped > 0 && !dry_run {
-            if pruned.has_no_layers() {
-                // Nothing left to write (BuildKit would skip an empty export): untag instead,
-                // so garbage collection frees the blobs.
-                match store.tag() {
-                    Some(t) => {
-                        store.remove_tag(&t).await?;
-                        report.tags_removed.push(t);
-                    }
-                    None => report
-                        .notes
-                        .push("every result was dropped, but this location has no tag to remove".into()),
-                }
-            } else {
-                let committed = store.commit(&pruned, &options_for(&loaded)).await?;
-                report.manifest = committed.manifest.map(|m| m.digest);
-                report.notes.extend(committed.warnings);
-            }
-        }
-        report.selection = selection;
-    }
-    if let Some(keep) = &policy.keep_tags {
-        for tag in store.tags().await? {
-            if !keep.contains(&tag) {
-                if !dry_run {
-                    store.remove_tag(&tag).await?;
-                }
-                report.tags_removed.push(tag);
-            }
-        }
-    }
-    let referenced = match store.referenced_blobs().await {
-        Ok(r) => r,
-        Err(Error::Unsupported { .. }) => {
-            report.notes.push(format!(
-                "{}: blobs cannot be listed or deleted here; unreferenced blobs are left to the service's own garbage collection",
-                store.location()
-            ));
-            return Ok(report);
-        }
-        Err(e) => return Err(e),
-    };
-    let listed = store.list_blobs().await?;
-    report.blobs_listed = listed.len();
-    // Read the references again after listing: a manifest written meanwhile wins.
-    let referenced: std::collections::HashSet<Digest> = if dry_run {
-        referenced
-    } else {
-        referenced.union(&store.referenced_blobs().await?).cloned().collect()
-    };
-    let now = GoTime::now().unix_nanos();
-    for blob in listed {
-        if referenced.contains(&blob.digest) {
-            continue;
-        }
-        let young = blob
-            .modified
-            .is_some_and(|m| now - m.unix_nanos() < min_age.as_nanos() as i128);
-        if young {
-            report.blobs_too_young += 1;
-            continue;
-        }
-        if !dry_run {
-            store.delete_blob(&blob.digest).await?;
-        }
-        report.blobs_deleted += 1;
-        report.bytes_freed += blob.size;
-    }
-    Ok(report)
 }
 
 /// What two caches share (`bkcache diff`). Stable JSON: fields are only ever added.
