@@ -153,6 +153,11 @@ fn demo() -> Result {
     run(Command::new(&bin).args(["inspect", &src]))?;
     run(Command::new(&bin).args(["verify", &src]))?;
     eprintln!("demo: copied BuildKit's local-max sample cache to {}", out.display());
+    eprintln!(
+        "demo: the bkcache binary is {} (try `{} --help`; `cargo install --locked --path crates/cli` puts it on PATH)",
+        bin.display(),
+        bin.display()
+    );
     Ok(())
 }
 

@@ -100,7 +100,9 @@
 //! Entries cannot be listed or deleted through the cache service; `prune` needs `ghtoken` and
 //! works on the entries of the token's write ref. Superseded index entries (`#1`…`#N-1`) are
 //! left to the service's eviction (7 days without access), like BuildKit leaves them. BuildKit's
-//! optional signatures (`-sig` keys) are neither written nor checked. A reservation whose
+//! optional signatures (`-sig` index keys with a Sigstore bundle) are read and shown (a part's
+//! `signed`), kept and removed with their index by prune, but never written or verified: a copy
+//! of a signed scope is unsigned, and prune refuses to rewrite one. A reservation whose
 //! upload failed stays reserved in the service (neither API can cancel one), so later exports
 //! see that blob as "already exists".
 

@@ -315,10 +315,12 @@ const VALUE_FLAGS: &[&str] = &[
     "--scratch-dir",
     "--max-uncompressed",
     "--keep-duration",
+    "--age-by",
     "--keep-storage",
     "--keep-tags",
     "--min-age",
     "--out-dir",
+    "--format",
 ];
 
 /// The flag values and positionals of an argument list (`--flag=value` too).

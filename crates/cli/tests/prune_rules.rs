@@ -367,6 +367,20 @@ fn s3_keeps_a_fresh_export_of_old_layers_and_refuses_to_empty() {
     };
     let bucket = new_bucket(&ep, "fresh");
     let spec = s3(&ep, &bucket, "name=main");
+    // A first run: the bucket has no cache yet.
+    let tmp = tempfile::tempdir().unwrap();
+    let restore = [
+        "copy",
+        "--from",
+        spec.as_str(),
+        "--to",
+        &dest(&tmp.path().join("r"), ""),
+    ];
+    assert_eq!(bkcache(&restore).code, 4);
+    let mut allow = restore.to_vec();
+    allow.push("--allow-empty");
+    bkcache(&allow).ok();
+    assert!(objects(&ep, &bucket).is_empty() && !tmp.path().join("r").exists());
     bkcache(&["copy", "--from", &src(&fixture_cache("local-max")), "--to", &spec]).ok();
     let before = bkcache(&["inspect", &spec, "--json"]).ok().json();
     assert_layers_older_than(&before, 8);
