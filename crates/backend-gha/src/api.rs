@@ -436,6 +436,8 @@ impl Service {
                     .client
                     .put(&url)
                     .header("x-ms-version", AZURE_VERSION)
+                    // Said even for an empty blob, which Azure refuses without it.
+                    .header(reqwest::header::CONTENT_LENGTH, body.len())
                     .body(body.clone());
                 if blob {
                     r = r.header("x-ms-blob-type", "BlockBlob");

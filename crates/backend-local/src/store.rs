@@ -575,6 +575,8 @@ impl CacheStore for LocalStore {
     }
 
     async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
+        // Blobs put by this store are visible once their background rename is done.
+        self.finishing.wait().await?;
         let dir = self.root.join("blobs/sha256");
         self.blocking(move |_| {
             let mut out = Vec::new();
@@ -607,6 +609,7 @@ impl CacheStore for LocalStore {
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<()> {
+        self.finishing.wait().await?;
         let path = blob_path(&self.root, digest);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),

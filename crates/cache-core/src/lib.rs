@@ -156,6 +156,8 @@ pub mod annotated;
 pub mod cache;
 pub mod compression;
 pub mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod descriptor;
 pub mod digest;
 pub mod error;
@@ -166,6 +168,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod manifest;
 pub mod media_type;
+pub mod memory;
 pub mod scan;
 pub mod spec;
 pub mod store;
