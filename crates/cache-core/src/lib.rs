@@ -18,6 +18,9 @@
 //! | [`store`], [`factory`] | the backend traits, [`VerifiedStream`] |
 //! | [`transfer`] | [`transfer::copy`]: the copy engine |
 //! | [`inspect`] | summaries and verification |
+//! | [`lifecycle`] | prune (plan, dry run, refusal to empty) and diff |
+//! | [`memory`] | [`memory::MemoryStore`]: the reference store, complete and in memory |
+//! | `conformance` | (feature `conformance`) the suite every backend runs against its real component |
 //!
 //! ## Example: parse a cache option and round-trip a BuildKit cache config byte-exactly
 //!
@@ -145,8 +148,28 @@
 //!
 //! An annotated-config store (as s3, azblob, gha) chooses [`Family::AnnotatedConfig`] and
 //! writes [`annotated::encode_annotated`] in `commit` instead; `prune` works once
-//! [`CacheStore::list_blobs`], [`CacheStore::delete_blob`] and
-//! [`CacheStore::referenced_blobs`] are implemented.
+//! [`CacheStore::tag_entries`], [`CacheStore::tags`], [`CacheStore::remove_tag`],
+//! [`CacheStore::list_blobs`] and [`CacheStore::delete_blob`] are implemented.
+//!
+//! ## The contract, checked: the conformance suite
+//! [`memory::MemoryStore`] implements every method in the fewest lines: read it as the
+//! reference. With the feature `conformance`, `bkcache_core::conformance` holds the promises
+//! every store keeps (blobs verified and invisible until they are, commit writes the manifest
+//! last and replaces the previous one, concurrent commits never mix, tags and garbage collection,
+//! the tag's write time, transient errors, no secret in `Debug` or errors); a backend runs it
+//! from its own `tests/` with one line per fixture:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! bkcache-core = { version = "0.1", features = ["conformance"] }
+//! async-trait = "0.1"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
+//!
+//! ```ignore
+//! // tests/conformance.rs: a `Fixture` makes fresh locations and opens stores on them.
+//! bkcache_core::conformance_tests!(MyFixture::from_env());
+//! ```
 //!
 //! ## What it deliberately does not do
 //! No network or file I/O (stores do that), no async runtime (futures only), no cloud SDK.

@@ -2,6 +2,7 @@
 //! blobs with bounded parallelism (verifying every digest while streaming), commit last.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -441,12 +442,21 @@ async fn export_one(
     report: &mut TargetReport,
     sink: &mut Warn<'_>,
 ) -> Result<()> {
-    let cache = target
+    let mut cache = target
         .store
         .select(merged.apply_mode(target.options.mode.unwrap_or(Mode::Max)))
         .await?;
     report.records = cache.records.len();
     report.layers = cache.blobs.len();
+    let retries = AtomicUsize::new(0);
+    let export = Export {
+        sources,
+        owner,
+        target,
+        options,
+        progress,
+        retries: &retries,
+    };
     let want = target.options.compression;
     let differ: Vec<Descriptor> = cache
         .blobs
@@ -454,63 +464,8 @@ async fn export_one(
         .filter(|d| d.compression_name() != want.as_str())
         .cloned()
         .collect();
-    let mut cache = cache;
-    // Blob transfers started again (both the conversion and the copy below).
-    let retries = std::sync::atomic::AtomicUsize::new(0);
-    let retries = &retries;
     if target.options.force_compression && !differ.is_empty() {
-        let scratch = options.scratch.clone().ok_or_else(|| Error::NotImplemented {
-            feature: "force-compression without scratch space (CopyOptions::scratch)".into(),
-        })?;
-        let to = ConvertTarget {
-            compression: want,
-            level: target.options.compression_level,
-        };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let counter: ByteCounter = {
-            let p = progress.clone();
-            Arc::new(move |n| p.event(Event::Bytes(n)))
-        };
-        let converted: Vec<(Digest, Descriptor)> = futures::stream::iter(differ.iter())
-            .map(|desc| {
-                let scratch = scratch.clone();
-                let counter = counter.clone();
-                async move {
-                    let src =
-                        owner
-                            .get(&desc.digest)
-                            .and_then(|&i| sources.get(i))
-                            .ok_or_else(|| Error::BlobNotFound {
-                                digest: desc.digest.clone(),
-                                location: "any --from".into(),
-                            })?;
-                    // A transient failure converts the layer again (the scratch file is
-                    // read once).
-                    let new = with_attempts(src, target, &desc.digest, &counter, progress, retries, |c| {
-                        let scratch = scratch.clone();
-                        async move {
-                            let stream = src.store.open_blob(desc, 0).await?;
-                            let (new, file) =
-                                convert_stream(desc, stream, to, scratch.as_ref(), options.max_uncompressed).await?;
-                            if target.store.blob_size(&new.digest).await? != Some(new.size) {
-                                let verified = VerifiedStream::new(&new, file.into_stream()?).with_counter(c);
-                                target.store.put_blob(&new, verified).await?;
-                            }
-                            Ok(new)
-                        }
-                    })
-                    .await?;
-                    progress.event(Event::BlobDone {
-                        target: target.label.clone(),
-                        digest: new.digest.clone(),
-                        size: new.size,
-                    });
-                    Ok::<_, Error>((desc.digest.clone(), new))
-                }
-            })
-            .buffer_unordered(options.parallelism.min(cores).max(1))
-            .try_collect()
-            .await?;
+        let converted = export.convert(&differ).await?;
         report.blobs_converted = converted.len();
         cache.replace_blobs(converted.into_iter().collect());
     } else if !target.options.force_compression && target.options.compression_explicit && !differ.is_empty() {
@@ -521,21 +476,7 @@ async fn export_one(
             differ.len()
         ));
     }
-
-    // Plan: which blobs does the target lack? Existence checks are small requests (or one
-    // listing), so they run wider than the transfers.
-    let digests: Vec<Digest> = cache.blobs.values().map(|d| d.digest.clone()).collect();
-    let sizes = target
-        .store
-        .blob_sizes(&digests, options.parallelism.max(1) * CHECKS_PER_TRANSFER)
-        .await?;
-    let missing: Vec<Descriptor> = cache
-        .blobs
-        .values()
-        .zip(sizes)
-        .filter(|(d, size)| *size != Some(d.size))
-        .map(|(d, _)| d.clone())
-        .collect();
+    let missing = export.missing(&cache).await?;
     report.blobs_present = cache.blobs.len() - missing.len();
     let bytes: u64 = missing.iter().map(|d| d.size).sum();
     progress.event(Event::TargetPlanned {
@@ -544,64 +485,9 @@ async fn export_one(
         bytes,
         present: report.blobs_present,
     });
-
-    // Transfer: stream source -> verifying adapter -> target; stop at the first failure.
-    let counter: ByteCounter = {
-        let p = progress.clone();
-        Arc::new(move |n| p.event(Event::Bytes(n)))
-    };
-    let server_side = std::sync::atomic::AtomicUsize::new(0);
-    let server_side = &server_side;
-    futures::stream::iter(missing.iter())
-        .map(Ok::<_, Error>)
-        .try_for_each_concurrent(options.parallelism.max(1), |desc| {
-            let counter = counter.clone();
-            async move {
-                let src = owner
-                    .get(&desc.digest)
-                    .and_then(|&i| sources.get(i))
-                    .ok_or_else(|| Error::BlobNotFound {
-                        digest: desc.digest.clone(),
-                        location: "any --from".into(),
-                    })?;
-                if let Some(origin) = src.store.server_side() {
-                    if target.store.copy_from(desc, &origin).await? {
-                        server_side.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        counter(desc.size);
-                        progress.event(Event::BlobDone {
-                            target: target.label.clone(),
-                            digest: desc.digest.clone(),
-                            size: desc.size,
-                        });
-                        return Ok(());
-                    }
-                }
-                with_attempts(
-                    src,
-                    target,
-                    &desc.digest,
-                    &counter,
-                    progress,
-                    retries,
-                    |attempt_counter| async move {
-                        let stream = src.store.open_blob(desc, 0).await?;
-                        let verified = VerifiedStream::new(desc, stream).with_counter(attempt_counter);
-                        target.store.put_blob(desc, verified).await
-                    },
-                )
-                .await?;
-                progress.event(Event::BlobDone {
-                    target: target.label.clone(),
-                    digest: desc.digest.clone(),
-                    size: desc.size,
-                });
-                Ok(())
-            }
-        })
-        .await?;
+    report.blobs_server_side = export.transfer(&missing).await?;
     report.blobs_copied = missing.len();
-    report.blobs_server_side = server_side.load(std::sync::atomic::Ordering::Relaxed);
-    report.blob_retries = retries.load(std::sync::atomic::Ordering::Relaxed);
+    report.blob_retries = retries.load(Ordering::Relaxed);
     report.bytes_copied = bytes;
 
     let committed = target.store.commit(&cache, &target.options).await?;
@@ -617,4 +503,143 @@ async fn export_one(
         manifest: committed.manifest.map(Box::new),
     });
     Ok(())
+}
+
+/// One target's export: where each blob comes from, and the shared retry count.
+struct Export<'a> {
+    sources: &'a [Source],
+    owner: &'a HashMap<Digest, usize>,
+    target: &'a Target,
+    options: &'a CopyOptions,
+    progress: &'a Arc<dyn Progress>,
+    /// Blob transfers started again (conversions and copies).
+    retries: &'a AtomicUsize,
+}
+
+impl Export<'_> {
+    /// The source that holds a blob.
+    fn source_of(&self, digest: &Digest) -> Result<&Source> {
+        self.owner
+            .get(digest)
+            .and_then(|&i| self.sources.get(i))
+            .ok_or_else(|| Error::BlobNotFound {
+                digest: digest.clone(),
+                location: "any --from".into(),
+            })
+    }
+
+    fn counter(&self) -> ByteCounter {
+        let p = self.progress.clone();
+        Arc::new(move |n| p.event(Event::Bytes(n)))
+    }
+
+    fn done(&self, digest: &Digest, size: u64) {
+        self.progress.event(Event::BlobDone {
+            target: self.target.label.clone(),
+            digest: digest.clone(),
+            size,
+        });
+    }
+
+    /// `force-compression`: convert every layer in `differ`, upload what the target lacks, and
+    /// return (old digest, new descriptor) pairs.
+    async fn convert(&self, differ: &[Descriptor]) -> Result<Vec<(Digest, Descriptor)>> {
+        let scratch = self.options.scratch.clone().ok_or_else(|| Error::NotImplemented {
+            feature: "force-compression without scratch space (CopyOptions::scratch)".into(),
+        })?;
+        let to = ConvertTarget {
+            compression: self.target.options.compression,
+            level: self.target.options.compression_level,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let counter = self.counter();
+        let (target, max) = (self.target, self.options.max_uncompressed);
+        futures::stream::iter(differ.iter())
+            .map(|desc| {
+                let (scratch, counter) = (scratch.clone(), counter.clone());
+                async move {
+                    let src = self.source_of(&desc.digest)?;
+                    // A transient failure converts the layer again (the scratch file is
+                    // read once).
+                    let new = with_attempts(src, target, &desc.digest, &counter, self.progress, self.retries, |c| {
+                        let scratch = scratch.clone();
+                        async move {
+                            let stream = src.store.open_blob(desc, 0).await?;
+                            let (new, file) = convert_stream(desc, stream, to, scratch.as_ref(), max).await?;
+                            if target.store.blob_size(&new.digest).await? != Some(new.size) {
+                                let verified = VerifiedStream::new(&new, file.into_stream()?).with_counter(c);
+                                target.store.put_blob(&new, verified).await?;
+                            }
+                            Ok(new)
+                        }
+                    })
+                    .await?;
+                    self.done(&new.digest, new.size);
+                    Ok::<_, Error>((desc.digest.clone(), new))
+                }
+            })
+            .buffer_unordered(self.options.parallelism.min(cores).max(1))
+            .try_collect()
+            .await
+    }
+
+    /// The plan: the blobs the target lacks. Existence checks are small requests (or one
+    /// listing), so they run wider than the transfers.
+    async fn missing(&self, cache: &AbstractCache) -> Result<Vec<Descriptor>> {
+        let digests: Vec<Digest> = cache.blobs.values().map(|d| d.digest.clone()).collect();
+        let wide = self.options.parallelism.max(1) * CHECKS_PER_TRANSFER;
+        let sizes = self.target.store.blob_sizes(&digests, wide).await?;
+        Ok(cache
+            .blobs
+            .values()
+            .zip(sizes)
+            .filter(|(d, size)| *size != Some(d.size))
+            .map(|(d, _)| d.clone())
+            .collect())
+    }
+
+    /// Stream each missing blob source -> verifying adapter -> target (or copy it server-side);
+    /// stop at the first failure. Returns how many went server-side.
+    async fn transfer(&self, missing: &[Descriptor]) -> Result<usize> {
+        let counter = self.counter();
+        let server_side = AtomicUsize::new(0);
+        let (server_side_ref, target) = (&server_side, self.target);
+        futures::stream::iter(missing.iter())
+            .map(Ok::<_, Error>)
+            .try_for_each_concurrent(self.options.parallelism.max(1), |desc| {
+                let counter = counter.clone();
+                async move {
+                    let src = self.source_of(&desc.digest)?;
+                    if let Some(origin) = src.store.server_side() {
+                        if target.store.copy_from(desc, &origin).await? {
+                            server_side_ref.fetch_add(1, Ordering::Relaxed);
+                            counter(desc.size);
+                            self.done(&desc.digest, desc.size);
+                            return Ok(());
+                        }
+                    }
+                    let attempt = |c: ByteCounter| async move {
+                        let stream = src.store.open_blob(desc, 0).await?;
+                        target
+                            .store
+                            .put_blob(desc, VerifiedStream::new(desc, stream).with_counter(c))
+                            .await
+                    };
+                    with_attempts(
+                        src,
+                        target,
+                        &desc.digest,
+                        &counter,
+                        self.progress,
+                        self.retries,
+                        attempt,
+                    )
+                    .await?;
+                    self.done(&desc.digest, desc.size);
+                    Ok(())
+                }
+            })
+            .await?;
+        Ok(server_side.load(Ordering::Relaxed))
+    }
 }

@@ -181,18 +181,7 @@ async fn make_plan(
         by_write.is_some(),
     )
     .await?;
-    let mut remove = BTreeMap::new();
-    for (tag, written, _) in &tags {
-        let keep_named = policy.keep_tags.as_ref().is_some_and(|k| k.contains(tag));
-        // --keep-tags alone keeps only those; beside --keep-duration it protects them.
-        if policy.keep_tags.is_some() && by_write.is_none() && !keep_named {
-            remove.insert(tag.clone(), "not in --keep-tags".to_owned());
-        } else if let (Some(d), Some(w), false) = (by_write, written, keep_named) {
-            if w.unix_nanos() < now.unix_nanos() - d.as_nanos() as i128 {
-                remove.insert(tag.clone(), format!("not written for {}", show_duration(d)));
-            }
-        }
-    }
+    let remove = tags_to_remove(&tags, policy, by_write, now);
     let own = decide_own(loaded, own_tag.as_deref(), &remove, policy, report)?;
     let own_signed = tags
         .iter()
@@ -207,34 +196,7 @@ async fn make_plan(
         });
     }
     refuse_empty(store, policy, &own, own_tag.as_deref(), &tags, &remove, report)?;
-    for (tag, written, signed) in &tags {
-        let (action, reason) = match (&own, remove.get(tag)) {
-            (_, Some(why)) => (TagAction::Removed, why.clone()),
-            (Own::Remove, None) if Some(tag.as_str()) == own_tag.as_deref() => {
-                (TagAction::Removed, "every result dropped (--allow-empty)".into())
-            }
-            (Own::Rewrite(..), None) if Some(tag.as_str()) == own_tag.as_deref() => (
-                TagAction::Rewritten,
-                format!("{} results dropped", report.selection.results_dropped),
-            ),
-            _ => (TagAction::Kept, String::new()),
-        };
-        if action == TagAction::Removed {
-            report.tags_removed.push(tag.clone());
-        }
-        report.tags.push(TagReport {
-            tag: tag.clone(),
-            written: written.map(|w| w.to_string()),
-            action,
-            reason,
-            signed: *signed,
-        });
-    }
-    if let (Own::Remove, Some(t)) = (&own, &own_tag) {
-        if !report.tags_removed.contains(t) {
-            report.tags_removed.push(t.clone());
-        }
-    }
+    report_tags(&tags, &own, own_tag.as_deref(), &remove, report);
     let own_removed_by_policy = own_tag.as_ref().is_some_and(|t| remove.contains_key(t));
     let own = if own_removed_by_policy { Own::Unchanged } else { own };
     let mut plan = Plan {
@@ -252,11 +214,82 @@ async fn make_plan(
         return Ok(plan);
     };
     plan.referenced_after = referenced_after(&entries, &plan)?;
-    let listed = store.list_blobs().await?;
+    plan.delete = deletions(store.list_blobs().await?, &plan.referenced_after, min_age, report);
+    Ok(plan)
+}
+
+/// The tags `keep_tags` and a last-write `keep_duration` remove, with why.
+fn tags_to_remove(
+    tags: &[(String, Option<GoTime>, bool)],
+    policy: &PrunePolicy,
+    by_write: Option<Duration>,
+    now: GoTime,
+) -> BTreeMap<String, String> {
+    let mut remove = BTreeMap::new();
+    for (tag, written, _) in tags {
+        let keep_named = policy.keep_tags.as_ref().is_some_and(|k| k.contains(tag));
+        // --keep-tags alone keeps only those; beside --keep-duration it protects them.
+        if policy.keep_tags.is_some() && by_write.is_none() && !keep_named {
+            remove.insert(tag.clone(), "not in --keep-tags".to_owned());
+        } else if let (Some(d), Some(w), false) = (by_write, written, keep_named) {
+            if w.unix_nanos() < now.unix_nanos() - d.as_nanos() as i128 {
+                remove.insert(tag.clone(), format!("not written for {}", show_duration(d)));
+            }
+        }
+    }
+    remove
+}
+
+/// One row per tag in the report: kept, rewritten or removed, and why.
+fn report_tags(
+    tags: &[(String, Option<GoTime>, bool)],
+    own: &Own,
+    own_tag: Option<&str>,
+    remove: &BTreeMap<String, String>,
+    report: &mut PruneReport,
+) {
+    for (tag, written, signed) in tags {
+        let is_own = Some(tag.as_str()) == own_tag;
+        let (action, reason) = match (own, remove.get(tag)) {
+            (_, Some(why)) => (TagAction::Removed, why.clone()),
+            (Own::Remove, None) if is_own => (TagAction::Removed, "every result dropped (--allow-empty)".into()),
+            (Own::Rewrite(..), None) if is_own => (
+                TagAction::Rewritten,
+                format!("{} results dropped", report.selection.results_dropped),
+            ),
+            _ => (TagAction::Kept, String::new()),
+        };
+        if action == TagAction::Removed {
+            report.tags_removed.push(tag.clone());
+        }
+        report.tags.push(TagReport {
+            tag: tag.clone(),
+            written: written.map(|w| w.to_string()),
+            action,
+            reason,
+            signed: *signed,
+        });
+    }
+    if let (Own::Remove, Some(t)) = (own, own_tag) {
+        if !report.tags_removed.iter().any(|r| r == t) {
+            report.tags_removed.push(t.to_owned());
+        }
+    }
+}
+
+/// The listed blobs nothing references once the plan is done, older than `min_age`; counted in
+/// the report.
+fn deletions(
+    listed: Vec<BlobEntry>,
+    referenced_after: &HashSet<Digest>,
+    min_age: Duration,
+    report: &mut PruneReport,
+) -> Vec<BlobEntry> {
     report.blobs_listed = listed.len();
     let now = GoTime::now().unix_nanos();
+    let mut delete = Vec::new();
     for blob in listed {
-        if plan.referenced_after.contains(&blob.digest) {
+        if referenced_after.contains(&blob.digest) {
             continue;
         }
         if blob
@@ -269,9 +302,9 @@ async fn make_plan(
         report.blobs_deleted += 1;
         report.bytes_freed += blob.size;
         report.deleted.push(blob.digest.clone());
-        plan.delete.push(blob);
+        delete.push(blob);
     }
-    Ok(plan)
+    delete
 }
 
 /// Every tag at the location with its write time and whether it is signed; only the own tag
