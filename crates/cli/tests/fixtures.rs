@@ -279,3 +279,40 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
         assert_eq!(out.status.code(), Some(0), "json={json}: {stderr}");
     }
 }
+
+/// `inspect --json` and `copy --json` of every local fixture, pinned field by field in
+/// `tests/golden/*.json`: a renamed or removed core field fails here instead of silently changing
+/// what users parse (the JSON is stable: fields are added, never renamed or removed). Paths are
+/// written as `<DIR>`; the age histogram depends on today's date and is left out. Run with
+/// `BKCACHE_BLESS=1` to write the files after adding a field on purpose.
+#[test]
+fn json_output_of_every_fixture_is_pinned() {
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let tmp = tempfile::tempdir().unwrap();
+    let bless = std::env::var_os("BKCACHE_BLESS").is_some();
+    let mut mismatches = Vec::new();
+    for (case, tag, opts) in CASES {
+        let from = format!("{},tag={tag}", src(&fixture_cache(case)));
+        let out = tmp.path().join(format!("{case}-{tag}"));
+        let to = format!("{},tag={tag},{opts}", dest(&out, ""));
+        let mut inspect = bkcache(&["inspect", &from, "--json"]).ok().json();
+        inspect.as_object_mut().unwrap().remove("age");
+        let copy = bkcache(&["copy", "--from", &from, "--to", &to, "--json"]).ok().json();
+        let both = serde_json::json!({"inspect": inspect, "copy": copy}).to_string();
+        let text = both
+            .replace(&fixtures().display().to_string(), "<DIR>")
+            .replace(&tmp.path().display().to_string(), "<DIR>");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let file = golden.join(format!("{case}-{tag}.json"));
+        if bless {
+            std::fs::create_dir_all(&golden).unwrap();
+            std::fs::write(&file, serde_json::to_string_pretty(&value).unwrap() + "\n").unwrap();
+            continue;
+        }
+        let want: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        if want != value {
+            mismatches.push(format!("{case}:{tag}: want {want}\n got {value}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "JSON output changed:\n{}", mismatches.join("\n"));
+}
