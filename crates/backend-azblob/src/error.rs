@@ -50,9 +50,17 @@ impl AzblobError {
 
 impl From<AzblobError> for bkcache_core::Error {
     fn from(e: AzblobError) -> Self {
-        bkcache_core::Error::Backend {
-            backend: "azblob".into(),
-            source: Box::new(e),
+        let backend = "azblob".into();
+        match e {
+            // Credentials refused or lacking a permission: fix the credential, do not retry.
+            AzblobError::Auth { .. } => bkcache_core::Error::Denied {
+                backend,
+                source: Box::new(e),
+            },
+            _ => bkcache_core::Error::Backend {
+                backend,
+                source: Box::new(e),
+            },
         }
     }
 }

@@ -82,9 +82,17 @@ pub enum GhaError {
 
 impl From<GhaError> for bkcache_core::Error {
     fn from(e: GhaError) -> Self {
-        bkcache_core::Error::Backend {
-            backend: "gha".into(),
-            source: Box::new(e),
+        let backend = "gha".into();
+        match e {
+            // Credentials refused or lacking a permission: fix the credential, do not retry.
+            GhaError::NoWriteScope { .. } | GhaError::Token { .. } => bkcache_core::Error::Denied {
+                backend,
+                source: Box::new(e),
+            },
+            _ => bkcache_core::Error::Backend {
+                backend,
+                source: Box::new(e),
+            },
         }
     }
 }

@@ -87,9 +87,17 @@ impl RegistryError {
 
 impl From<RegistryError> for bkcache_core::Error {
     fn from(e: RegistryError) -> Self {
-        bkcache_core::Error::Backend {
-            backend: "registry".into(),
-            source: Box::new(e),
+        let backend = "registry".into();
+        match e {
+            // Credentials refused or lacking a permission: fix the credential, do not retry.
+            RegistryError::Unauthorized { .. } => bkcache_core::Error::Denied {
+                backend,
+                source: Box::new(e),
+            },
+            _ => bkcache_core::Error::Backend {
+                backend,
+                source: Box::new(e),
+            },
         }
     }
 }

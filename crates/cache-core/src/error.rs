@@ -170,6 +170,18 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// Credentials refused, missing, or without the permission asked for (HTTP 401/403, S3
+    /// `AccessDenied`, Azure `AuthenticationFailed`, a gha token without a write scope).
+    /// Backends wrap their own error here instead of in [`Error::Backend`], so callers can tell
+    /// "fix the credential" from "try again" (the CLI's exit code 6).
+    #[error("{backend}: {source}")]
+    Denied {
+        /// Backend type name.
+        backend: String,
+        /// The backend's error (its text free of secrets).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// Every `--from` failed or was empty.
     #[error("nothing to copy: {reason}")]
     NothingToCopy {

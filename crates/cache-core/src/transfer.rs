@@ -278,7 +278,8 @@ async fn load_source(src: &Source, parallelism: usize, sink: &mut Warn<'_>) -> R
 ///
 /// A source that fails to load is a warning and the copy goes on with the rest (as BuildKit's
 /// build does); if none loads, the result is [`Error::NoSourceCache`] when every source simply has
-/// no cache (a first run), else [`Error::NothingToCopy`]. A target failure is
+/// no cache (a first run), the first [`Error::Denied`] when a credential was refused, else
+/// [`Error::NothingToCopy`]. A target failure is
 /// reported in its [`TargetReport`] (downgraded to a warning with `ignore-error=true`); the
 /// target's manifest is only written after all its blobs are in place.
 pub async fn copy(
@@ -293,6 +294,7 @@ pub async fn copy(
     };
     let mut loaded = Vec::new();
     let mut absent = 0;
+    let mut denied: Option<Error> = None;
     for (i, src) in sources.iter().enumerate() {
         match load_source(src, options.parallelism, &mut sink).await {
             Ok(Some(cache)) => {
@@ -310,8 +312,15 @@ pub async fn copy(
             Err(e) => {
                 absent += usize::from(matches!(e, Error::CacheNotFound { .. }));
                 sink.warn(format!("{}: import failed, skipped: {e}", src.label));
+                if matches!(e, Error::Denied { .. }) && denied.is_none() {
+                    denied = Some(e);
+                }
             }
         }
+    }
+    // Nothing loaded and a credential was refused: that is the error to fix.
+    if let (true, Some(e)) = (loaded.is_empty(), denied) {
+        return Err(e);
     }
     if loaded.is_empty() && absent == sources.len() && absent > 0 {
         return Err(Error::NoSourceCache {

@@ -12,7 +12,8 @@ A SPEC is a buildx --cache-from / --cache-to string, e.g. type=local,src=DIR or 
 Every type and its attributes: bkcache backends
 
 Exit codes: 0 done; 1 failed; 2 bad command line or cache option; 3 verify/scan found problems;
-4 no cache at the location (a first run; copy --allow-empty makes it 0); 5 prune refused to empty a cache.";
+4 no cache at the location (a first run; copy --allow-empty makes it 0); 5 prune refused to empty a cache;
+6 credentials refused or without the permission asked for.";
 
 const COPY_HELP: &str = "\
 Examples:

@@ -7,7 +7,7 @@
 //! Exit codes: 0 done; 1 failed (I/O, server, corrupt data, a target failed); 2 bad command
 //! line or cache option; 3 `verify` or `scan` found problems; 4 no cache at the location (a
 //! first run; `copy --allow-empty` makes it 0); 5 `prune` refused to leave a tag or the
-//! location with no cache.
+//! location with no cache; 6 credentials refused or without the permission asked for.
 //!
 //! ```text
 //! bkcache copy --from type=local,src=ci-cache --to type=local,dest=/tmp/copy,mode=max
@@ -49,6 +49,8 @@ const EXIT_PROBLEMS: u8 = 3;
 const EXIT_NO_CACHE: u8 = 4;
 /// Exit code: prune refused a plan that would leave a tag or the location with no cache.
 const EXIT_REFUSED: u8 = 5;
+/// Exit code: credentials refused, missing, or without the permission asked for.
+const EXIT_DENIED: u8 = 6;
 
 /// Every backend this binary knows, keyed by `type=`.
 fn backends() -> Backends {
@@ -153,6 +155,7 @@ fn exit_code(e: &Error) -> u8 {
         | Error::InvalidCombination { .. } => EXIT_USAGE,
         Error::NoSourceCache { .. } | Error::CacheNotFound { .. } => EXIT_NO_CACHE,
         Error::WouldEmpty { .. } => EXIT_REFUSED,
+        Error::Denied { .. } => EXIT_DENIED,
         _ => 1,
     }
 }

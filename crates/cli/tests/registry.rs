@@ -227,7 +227,7 @@ fn tls_and_basic_auth() {
     )
     .unwrap();
     let r = bkcache_env(&["inspect", &target], &env);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 6, "credentials refused");
     assert!(r.stderr.contains("were refused"), "{}", r.stderr);
     assert!(!r.stderr.contains("wrong-secret-xyz"));
 }
@@ -289,7 +289,7 @@ fn bearer_token_flow() {
         &["inspect", &target],
         &[("DOCKER_CONFIG", empty.path().to_str().unwrap())],
     );
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 6, "credentials refused");
     assert!(r.stderr.contains("docker login"), "{}", r.stderr);
 }
 

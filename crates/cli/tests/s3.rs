@@ -1008,7 +1008,7 @@ fn signatures_and_permissions_checked_by_moto_iam() {
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
 
     let wrong = bkcache(&["inspect", &spec(&id, "wrong-secret-q7Zx9", "")]);
-    assert_eq!(wrong.code, 1);
+    assert_eq!(wrong.code, 6, "credentials refused");
     assert!(
         wrong.stderr.contains("access denied") && wrong.stderr.contains("SignatureDoesNotMatch"),
         "{}",
@@ -1016,6 +1016,7 @@ fn signatures_and_permissions_checked_by_moto_iam() {
     );
     let unknown = bkcache(&["inspect", &spec("AKIDUNKNOWNq7Zx9", "x-q7Zx9", "")]);
     assert!(unknown.stderr.contains("InvalidAccessKeyId"), "{}", unknown.stderr);
+    assert_eq!(unknown.code, 6, "an unknown key is a refused credential");
     let denied = bkcache(&[
         "copy",
         "--from",
