@@ -50,17 +50,8 @@ impl AzblobError {
 
 impl From<AzblobError> for bkcache_core::Error {
     fn from(e: AzblobError) -> Self {
-        let backend = "azblob".into();
-        match e {
-            // Credentials refused or lacking a permission: fix the credential, do not retry.
-            AzblobError::Auth { .. } => bkcache_core::Error::Denied {
-                backend,
-                source: Box::new(e),
-            },
-            _ => bkcache_core::Error::Backend {
-                backend,
-                source: Box::new(e),
-            },
-        }
+        // Credentials refused or lacking a permission: fix the credential, do not retry.
+        let denied = matches!(e, AzblobError::Auth { .. });
+        bkcache_core::Error::from_backend("azblob", e, denied)
     }
 }

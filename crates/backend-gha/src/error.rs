@@ -82,17 +82,8 @@ pub enum GhaError {
 
 impl From<GhaError> for bkcache_core::Error {
     fn from(e: GhaError) -> Self {
-        let backend = "gha".into();
-        match e {
-            // Credentials refused or lacking a permission: fix the credential, do not retry.
-            GhaError::NoWriteScope { .. } | GhaError::Token { .. } => bkcache_core::Error::Denied {
-                backend,
-                source: Box::new(e),
-            },
-            _ => bkcache_core::Error::Backend {
-                backend,
-                source: Box::new(e),
-            },
-        }
+        // Credentials refused or lacking a permission: fix the credential, do not retry.
+        let denied = matches!(e, GhaError::NoWriteScope { .. } | GhaError::Token { .. });
+        bkcache_core::Error::from_backend("gha", e, denied)
     }
 }

@@ -33,9 +33,6 @@ pub enum LocalError {
 
 impl From<LocalError> for bkcache_core::Error {
     fn from(e: LocalError) -> Self {
-        bkcache_core::Error::Backend {
-            backend: "local".into(),
-            source: Box::new(e),
-        }
+        bkcache_core::Error::from_backend("local", e, false)
     }
 }

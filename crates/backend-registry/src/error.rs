@@ -87,17 +87,8 @@ impl RegistryError {
 
 impl From<RegistryError> for bkcache_core::Error {
     fn from(e: RegistryError) -> Self {
-        let backend = "registry".into();
-        match e {
-            // Credentials refused or lacking a permission: fix the credential, do not retry.
-            RegistryError::Unauthorized { .. } => bkcache_core::Error::Denied {
-                backend,
-                source: Box::new(e),
-            },
-            _ => bkcache_core::Error::Backend {
-                backend,
-                source: Box::new(e),
-            },
-        }
+        // Credentials refused or lacking a permission: fix the credential, do not retry.
+        let denied = matches!(e, RegistryError::Unauthorized { .. });
+        bkcache_core::Error::from_backend("registry", e, denied)
     }
 }

@@ -70,18 +70,9 @@ pub enum S3Error {
 
 impl From<S3Error> for bkcache_core::Error {
     fn from(e: S3Error) -> Self {
-        let backend = "s3".into();
-        match e {
-            // Credentials refused or lacking a permission: fix the credential, do not retry.
-            S3Error::AccessDenied { .. } => bkcache_core::Error::Denied {
-                backend,
-                source: Box::new(e),
-            },
-            _ => bkcache_core::Error::Backend {
-                backend,
-                source: Box::new(e),
-            },
-        }
+        // Credentials refused or lacking a permission: fix the credential, do not retry.
+        let denied = matches!(e, S3Error::AccessDenied { .. });
+        bkcache_core::Error::from_backend("s3", e, denied)
     }
 }
 

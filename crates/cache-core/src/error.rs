@@ -212,6 +212,33 @@ pub enum Error {
 }
 
 impl Error {
+    /// A backend's own error: [`Error::Denied`] when `denied` (a credential refused or without
+    /// the permission asked for), else [`Error::Backend`].
+    pub fn from_backend(backend: &str, source: impl std::error::Error + Send + Sync + 'static, denied: bool) -> Self {
+        let (backend, source) = (backend.to_owned(), Box::new(source));
+        if denied {
+            Error::Denied { backend, source }
+        } else {
+            Error::Backend { backend, source }
+        }
+    }
+
+    /// This error and its sources, `: `-separated, each source only when its text is not
+    /// already in what came before (for messages and logs).
+    pub fn chain(&self) -> String {
+        let mut s = self.to_string();
+        let mut src = std::error::Error::source(self);
+        while let Some(inner) = src {
+            let text = inner.to_string();
+            if !s.contains(&text) {
+                s.push_str(": ");
+                s.push_str(&text);
+            }
+            src = inner.source();
+        }
+        s
+    }
+
     /// An [`Error::Io`] with its context.
     pub fn io(location: impl Into<String>, operation: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {

@@ -274,31 +274,17 @@ async fn load_source(src: &Source, parallelism: usize, sink: &mut Warn<'_>) -> R
     Ok(Some(loaded))
 }
 
-/// Copy the merged cache of `sources` to every target.
-///
-/// A source that fails to load is a warning and the copy goes on with the rest (as BuildKit's
-/// build does); if none loads, the result is [`Error::NoSourceCache`] when every source simply has
-/// no cache (a first run), the first [`Error::Denied`] when a credential was refused, else
-/// [`Error::NothingToCopy`]. A target failure is
-/// reported in its [`TargetReport`] (downgraded to a warning with `ignore-error=true`); the
-/// target's manifest is only written after all its blobs are in place.
-pub async fn copy(
-    sources: &[Source],
-    targets: &[Target],
-    options: &CopyOptions,
-    progress: Arc<dyn Progress>,
-) -> Result<CopyReport> {
-    let mut sink = Warn {
-        progress: &progress,
-        list: Vec::new(),
-    };
+/// Load every source (a failure is a warning); none loaded is an error: the first refused
+/// credential, [`Error::NoSourceCache`] when every source is simply absent, else
+/// [`Error::NothingToCopy`].
+async fn load_sources(sources: &[Source], options: &CopyOptions, sink: &mut Warn<'_>) -> Result<Vec<Loaded>> {
     let mut loaded = Vec::new();
     let mut absent = 0;
     let mut denied: Option<Error> = None;
     for (i, src) in sources.iter().enumerate() {
-        match load_source(src, options.parallelism, &mut sink).await {
+        match load_source(src, options.parallelism, sink).await {
             Ok(Some(cache)) => {
-                progress.event(Event::SourceLoaded {
+                sink.progress.event(Event::SourceLoaded {
                     source: src.label.clone(),
                     records: cache.cache.records.len(),
                     layers: cache.cache.blobs.len(),
@@ -318,24 +304,46 @@ pub async fn copy(
             }
         }
     }
+    if !loaded.is_empty() {
+        return Ok(loaded);
+    }
     // Nothing loaded and a credential was refused: that is the error to fix.
-    if let (true, Some(e)) = (loaded.is_empty(), denied) {
+    if let Some(e) = denied {
         return Err(e);
     }
-    if loaded.is_empty() && absent == sources.len() && absent > 0 {
+    if absent == sources.len() && absent > 0 {
         return Err(Error::NoSourceCache {
             reason: sink.list.join("; "),
         });
     }
-    if loaded.is_empty() {
-        return Err(Error::NothingToCopy {
-            reason: if sink.list.is_empty() {
-                "no --from was given".into()
-            } else {
-                sink.list.join("; ")
-            },
-        });
-    }
+    Err(Error::NothingToCopy {
+        reason: if sink.list.is_empty() {
+            "no --from was given".into()
+        } else {
+            sink.list.join("; ")
+        },
+    })
+}
+
+/// Copy the merged cache of `sources` to every target.
+///
+/// A source that fails to load is a warning and the copy goes on with the rest (as BuildKit's
+/// build does); if none loads, the result is [`Error::NoSourceCache`] when every source simply has
+/// no cache (a first run), the first [`Error::Denied`] when a credential was refused, else
+/// [`Error::NothingToCopy`]. A target failure is
+/// reported in its [`TargetReport`] (downgraded to a warning with `ignore-error=true`); the
+/// target's manifest is only written after all its blobs are in place.
+pub async fn copy(
+    sources: &[Source],
+    targets: &[Target],
+    options: &CopyOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<CopyReport> {
+    let mut sink = Warn {
+        progress: &progress,
+        list: Vec::new(),
+    };
+    let loaded = load_sources(sources, options, &mut sink).await?;
     let sources_loaded = loaded.len();
     let mut owner: HashMap<Digest, usize> = HashMap::new();
     for l in &loaded {

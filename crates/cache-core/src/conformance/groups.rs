@@ -552,10 +552,10 @@ fn no_secrets(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
         let (absent, _) = layer(80, 10);
         let mut shown = vec![format!("{store:?}"), store.location()];
         if let Err(e) = store.open_blob(&absent, 0).await {
-            shown.push(chain(&e));
+            shown.push(e.chain());
         }
         if let Err(e) = store.load().await {
-            shown.push(chain(&e));
+            shown.push(e.chain());
         }
         for secret in f.secrets().iter().filter(|s| !s.is_empty()) {
             for text in &shown {
@@ -568,15 +568,4 @@ fn no_secrets(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
         }
         Ok(())
     })
-}
-
-fn chain(e: &Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }

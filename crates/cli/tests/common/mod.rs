@@ -106,18 +106,7 @@ pub fn blob_path(root: &Path, digest: &str) -> PathBuf {
 /// A test server's address from `cargo xtask test`. Missing: a failure under CI or
 /// `BKCACHE_REQUIRE_SERVERS`, a loud skip otherwise.
 pub fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var_os("CI").is_some() || std::env::var_os("BKCACHE_REQUIRE_SERVERS").is_some() => {
-            panic!("{var} is not set: this test needs the servers `cargo xtask test` starts")
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED: {var} is not set; run `cargo xtask test` (or `cargo xtask servers`) to start the servers"
-            );
-            None
-        }
-    }
+    bkcache_core::conformance::server(var)
 }
 
 /// The BuildKit options each local fixture was exported with (minus `dest`).
