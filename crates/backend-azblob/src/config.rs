@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+pub(crate) use bkcache_core::Secret;
+
 use base64::Engine;
 use bkcache_core::factory::printable_value;
 use bkcache_core::{CacheSpec, Digest, Direction, Env, Error, Result};
@@ -20,22 +22,6 @@ const DEV_ACCOUNT: &str = "devstoreaccount1";
 /// Its well-known key, published in Azure's documentation (used only for
 /// `UseDevelopmentStorage=true` connection strings).
 const DEV_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-/// A secret string: never printed, not even by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Secret(String);
-
-impl Secret {
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// How requests are authorised (the secret itself stays inside the store).
 #[derive(Clone, PartialEq, Eq)]
@@ -153,8 +139,8 @@ impl ConnectionString {
             match k.trim().to_ascii_lowercase().as_str() {
                 "blobendpoint" => cs.endpoint = Some(v.to_owned()),
                 "accountname" => cs.account_name = Some(v.to_owned()),
-                "accountkey" => cs.account_key = Some(Secret(v.to_owned())),
-                "sharedaccesssignature" => cs.sas = Some(Secret(v.to_owned())),
+                "accountkey" => cs.account_key = Some(Secret::new(v.to_owned())),
+                "sharedaccesssignature" => cs.sas = Some(Secret::new(v.to_owned())),
                 "defaultendpointsprotocol" => protocol = Some(v.to_owned()),
                 "endpointsuffix" => suffix = Some(v.to_owned()),
                 "usedevelopmentstorage" => dev = v.eq_ignore_ascii_case("true"),
@@ -166,7 +152,7 @@ impl ConnectionString {
                 .get_or_insert_with(|| format!("http://127.0.0.1:10000/{DEV_ACCOUNT}"));
             cs.account_name.get_or_insert_with(|| DEV_ACCOUNT.to_owned());
             if cs.sas.is_none() {
-                cs.account_key.get_or_insert_with(|| Secret(DEV_KEY.to_owned()));
+                cs.account_key.get_or_insert_with(|| Secret::new(DEV_KEY.to_owned()));
             }
         }
         if cs.endpoint.is_none() {
@@ -670,10 +656,7 @@ fn credentials(
         }
         (Some(k), _) if !k.is_empty() => {
             check_key(k)?;
-            (
-                Auth::SharedKey(Secret(k.trim().to_owned())),
-                "secret_access_key".to_owned(),
-            )
+            (Auth::SharedKey(Secret::new(k.trim())), "secret_access_key".to_owned())
         }
         (_, Some(s)) if !s.is_empty() => (Auth::Sas(parse_sas("sas_token", s)?), "sas_token".to_owned()),
         _ => {
@@ -699,10 +682,7 @@ fn credentials(
                         "not valid base64: an Azure storage account key is base64, 88 characters",
                     )
                 })?;
-                (
-                    Auth::SharedKey(Secret(k.trim().to_owned())),
-                    "$AZURE_STORAGE_KEY".to_owned(),
-                )
+                (Auth::SharedKey(Secret::new(k.trim())), "$AZURE_STORAGE_KEY".to_owned())
             } else if let Some(s) = env.var("AZURE_STORAGE_SAS_TOKEN").filter(|_| env_applies) {
                 let pairs = parse_sas("$AZURE_STORAGE_SAS_TOKEN (environment)", s)?;
                 (Auth::Sas(pairs), "$AZURE_STORAGE_SAS_TOKEN".to_owned())
@@ -710,7 +690,7 @@ fn credentials(
                 let t = TokenSettings {
                     client_id: env.var("AZURE_CLIENT_ID").map(str::to_owned),
                     tenant_id: env.var("AZURE_TENANT_ID").map(str::to_owned),
-                    client_secret: env.var("AZURE_CLIENT_SECRET").map(|s| Secret(s.to_owned())),
+                    client_secret: env.var("AZURE_CLIENT_SECRET").map(|s| Secret::new(s.to_owned())),
                     federated_token_file: env.var("AZURE_FEDERATED_TOKEN_FILE").map(str::to_owned),
                     authority_host: env.var("AZURE_AUTHORITY_HOST").map(str::to_owned),
                 };

@@ -195,17 +195,7 @@ fn scrub(text: &str) -> String {
 /// An error and its sources, one message (scrubbed): object_store's top-level text leaves
 /// out causes such as "Connection refused".
 fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    scrub(&s)
+    scrub(&bkcache_core::error::chain_text(e))
 }
 
 /// Azure's error code in a message (`<Code>…</Code>` of the response body), if any.

@@ -77,7 +77,7 @@ fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
 
 impl Service {
     fn bearer(&self) -> String {
-        format!("Bearer {}", self.config.token.0)
+        format!("Bearer {}", self.config.token.expose())
     }
 
     fn twirp_url(&self, method: &str) -> String {

@@ -85,15 +85,7 @@ pub(crate) const ATTRIBUTES: &[AttributeDoc] = &[
     },
 ];
 
-/// A value that is never formatted.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Secret(pub(crate) String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub(crate) use bkcache_core::Secret;
 
 /// Which cache service API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,7 +391,7 @@ impl GhaConfig {
             })?,
             None => DEFAULT_TIMEOUT,
         };
-        let ghtoken = attr(spec, "ghtoken").map(|t| Secret(t.to_owned()));
+        let ghtoken = attr(spec, "ghtoken").map(|t| Secret::new(t.to_owned()));
         let repository = attr(spec, "repository")
             .map(str::to_owned)
             .or_else(|| ghtoken.as_ref().and(env.var("GITHUB_REPOSITORY")).map(str::to_owned));
@@ -428,7 +420,7 @@ impl GhaConfig {
             scope: attr(spec, "scope").unwrap_or(DEFAULT_SCOPE).to_owned(),
             api,
             url: base,
-            token: Secret(token),
+            token: Secret::new(token),
             token_scopes,
             timeout,
             timeout_text,

@@ -59,7 +59,7 @@ impl Rest<'_> {
             .client
             .request(method, url)
             .header(ACCEPT, "application/vnd.github+json")
-            .header(AUTHORIZATION, format!("Bearer {}", self.token.0))
+            .header(AUTHORIZATION, format!("Bearer {}", self.token.expose()))
             .header("X-GitHub-Api-Version", "2022-11-28")
     }
 

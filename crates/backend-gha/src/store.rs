@@ -110,9 +110,9 @@ fn index_scope_of(key: &str) -> Option<&str> {
 impl GhaStore {
     /// A store for a resolved configuration (no request is made yet).
     pub fn open(config: GhaConfig) -> Result<Self> {
-        let mut secrets = vec![config.token.0.clone()];
+        let mut secrets = vec![config.token.expose().to_owned()];
         if let Some(g) = &config.ghtoken {
-            secrets.push(g.0.clone());
+            secrets.push(g.expose().to_owned());
         }
         let http = Http::new(config.timeout, &config.timeout_text, secrets)?;
         Ok(GhaStore {

@@ -324,7 +324,8 @@ impl RegistryClient {
                     .headers()
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
+                    .and_then(bkcache_core::gojson::parse_retry_after)
+                    .map(|d| d.as_secs());
                 tracing::debug!(%url, %status, attempt, "retrying");
                 tokio::time::sleep(backoff(attempt, retry_after)).await;
                 continue;
@@ -378,17 +379,7 @@ fn backoff(attempt: u32, retry_after: Option<u64>) -> Duration {
 /// A transport error's text with its causes (no URL query, no credentials: reqwest URLs here
 /// carry none).
 pub fn error_text(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s
+    bkcache_core::error::chain_text(e)
 }
 
 /// The first 300 characters of a response body, for error messages.

@@ -108,17 +108,7 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
 
 /// An error's text with its sources (those not already included), scrubbed.
 pub(crate) fn error_text(e: &(dyn std::error::Error + 'static), secrets: &[&str]) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    scrub(&s, secrets)
+    scrub(&bkcache_core::error::chain_text(e), secrets)
 }
 
 #[cfg(test)]

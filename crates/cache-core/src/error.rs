@@ -223,20 +223,9 @@ impl Error {
         }
     }
 
-    /// This error and its sources, `: `-separated, each source only when its text is not
-    /// already in what came before (for messages and logs).
+    /// This error and its sources, one message ([`chain_text`]).
     pub fn chain(&self) -> String {
-        let mut s = self.to_string();
-        let mut src = std::error::Error::source(self);
-        while let Some(inner) = src {
-            let text = inner.to_string();
-            if !s.contains(&text) {
-                s.push_str(": ");
-                s.push_str(&text);
-            }
-            src = inner.source();
-        }
-        s
+        chain_text(self)
     }
 
     /// An [`Error::Io`] with its context.
@@ -278,6 +267,23 @@ impl Error {
             _ => self.is_transient(),
         }
     }
+}
+
+/// An error and its sources, `: `-separated, each source only when its text is not already in
+/// what came before (clients' top-level messages often leave out causes such as "Connection
+/// refused"). The one error-chain formatter of every crate; backends scrub the result.
+pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = error.to_string();
+    let mut src = error.source();
+    while let Some(inner) = src {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        src = inner.source();
+    }
+    s
 }
 
 /// Whether `error` or any error in its source chain is an I/O error of a broken or timed-out

@@ -268,6 +268,30 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 }
 
 /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+/// A `Retry-After` value, as a wait from now: delay-seconds, or an IMF-fixdate
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`; a date past is no wait). `None` for anything else.
+pub fn parse_retry_after(value: &str) -> Option<std::time::Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let parts: Vec<&str> = v.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let day: i64 = parts[1].parse().ok()?;
+    let month = MONTHS.iter().position(|m| *m == parts[2])? as i64 + 1;
+    let year: i64 = parts[3].parse().ok()?;
+    let hms: Vec<i64> = parts[4].split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let [h, m, s] = hms[..] else { return None };
+    let at = days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + s;
+    let now = GoTime::now().unix_secs();
+    Some(std::time::Duration::from_secs(at.saturating_sub(now).max(0) as u64))
+}
+
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -293,6 +317,34 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(std::time::Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(std::time::Duration::ZERO)
+        );
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        let secs = later.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let days = secs.div_euclid(86400);
+        // Format an IMF date for `later` (civil from days) and parse it back.
+        let (y, m, d) = civil_from_days(days);
+        let months = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let rem = secs.rem_euclid(86400);
+        let text = format!(
+            "Mon, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+            months[(m - 1) as usize],
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        );
+        let got = parse_retry_after(&text).unwrap().as_secs();
+        assert!((3590..=3600).contains(&got), "{text} -> {got}");
+        assert_eq!(parse_retry_after("soon"), None);
+    }
 
     fn round_trip(input: &str, expected: &str) {
         let t: GoTime = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));

@@ -193,6 +193,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod memory;
 pub mod scan;
+pub mod secret;
 pub mod spec;
 pub mod store;
 pub mod synthetic;
@@ -208,6 +209,7 @@ pub use factory::{AttributeDoc, BackendFactory, Backends, Direction, Env, Family
 pub use gojson::GoTime;
 pub use manifest::Wrapper;
 pub use media_type::MediaType;
+pub use secret::Secret;
 pub use spec::{CacheSpec, ExportOptions};
 pub use store::{BlobStream, CacheFormat, CacheStore, LoadedCache, TagEntry, VerifiedStream};
 

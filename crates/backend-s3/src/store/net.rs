@@ -5,18 +5,7 @@ use super::*;
 
 /// A transport error's text with its sources (the callers name the operation and key).
 pub(super) fn transport_text(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s
+    bkcache_core::error::chain_text(&e.without_url())
 }
 
 /// Percent-encode an object key for `x-amz-copy-source` (everything but unreserved and `/`).
