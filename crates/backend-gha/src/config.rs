@@ -217,38 +217,7 @@ fn json_type(v: &serde_json::Value) -> &'static str {
     }
 }
 
-/// Go's `time.ParseDuration` (`300ms`, `1.5h`, `2h45m`; units ns, us, µs, ms, s, m, h).
-pub fn parse_go_duration(s: &str) -> Option<Duration> {
-    let mut rest = s.trim();
-    if rest == "0" {
-        return Some(Duration::ZERO);
-    }
-    if rest.is_empty() || rest.starts_with('-') {
-        return None;
-    }
-    rest = rest.strip_prefix('+').unwrap_or(rest);
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let value: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = &rest[unit_end..];
-    }
-    Duration::try_from_secs_f64(total).ok()
-}
+pub use bkcache_core::gojson::parse_go_duration;
 
 /// First 8 hex digits of sha256 of a token scope: the last part of an index key.
 pub fn scope_hash(scope: &str) -> String {

@@ -97,55 +97,13 @@ pub(crate) fn key_path(key: &str, attribute: &str, value: &str) -> Result<Path> 
 /// Parse a Go `time.ParseDuration` string (`24h`, `1h30m`, `1.5s`, `300ms`, `0`), refusing
 /// negative durations.
 pub fn parse_go_duration(attribute: &str, value: &str) -> Result<Duration> {
-    let err = || Error::InvalidValue {
+    bkcache_core::gojson::parse_go_duration(value).ok_or_else(|| Error::InvalidValue {
         attribute: attribute.to_owned(),
         value: value.to_owned(),
         allowed:
             "expected a non-negative Go duration such as 24h, 1h30m, 90s, 1.5h or 500ms (units ns, us, ms, s, m, h)"
                 .into(),
-    };
-    let (negative, s) = match value.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, value.strip_prefix('+').unwrap_or(value)),
-    };
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err(err());
-    }
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
-        let (num, tail) = rest.split_at(num_len);
-        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return Err(err());
-        }
-        let n: f64 = num.parse().map_err(|_| err())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(err()),
-        };
-        total += n * scale;
-        rest = tail;
-    }
-    if !total.is_finite() || total > (i64::MAX / 1_000_000_000) as f64 {
-        return Err(err());
-    }
-    if negative && total > 0.0 {
-        return Err(err());
-    }
-    Ok(Duration::from_secs_f64(total))
+    })
 }
 
 fn positive(attribute: &str, value: &str, what: &str) -> Result<usize> {

@@ -268,6 +268,50 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 }
 
 /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
+/// Go's `time.ParseDuration` for non-negative durations (`300ms`, `1.5h`, `2h45m`; units ns,
+/// us, µs, ms, s, m, h; a bare `0`), as BuildKit reads its duration attributes. `None` for
+/// anything else, a negative duration or one past Go's `int64` nanoseconds.
+pub fn parse_go_duration(value: &str) -> Option<std::time::Duration> {
+    let v = value.trim();
+    let (negative, s) = match v.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, v.strip_prefix('+').unwrap_or(v)),
+    };
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (num, tail) = rest.split_at(num_len);
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return None;
+        }
+        let n: f64 = num.parse().ok()?;
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = tail;
+    }
+    if !total.is_finite() || total > (i64::MAX / 1_000_000_000) as f64 || (negative && total > 0.0) {
+        return None;
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
 /// A `Retry-After` value, as a wait from now: delay-seconds, or an IMF-fixdate
 /// (`Sun, 06 Nov 1994 08:49:37 GMT`; a date past is no wait). `None` for anything else.
 pub fn parse_retry_after(value: &str) -> Option<std::time::Duration> {
