@@ -292,7 +292,9 @@ pub fn parse_go_duration(value: &str) -> Option<std::time::Duration> {
             return None;
         }
         let n: f64 = num.parse().ok()?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let scale = match unit {
             "ns" => 1e-9,
