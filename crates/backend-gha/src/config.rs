@@ -270,86 +270,13 @@ impl GhaConfig {
     /// (`ACTIONS_RUNTIME_TOKEN`, `ACTIONS_CACHE_URL`, `ACTIONS_RESULTS_URL`,
     /// `ACTIONS_CACHE_SERVICE_V2`), as buildx fills them; then BuildKit's choice of API.
     pub fn from_spec(spec: &CacheSpec, direction: Direction, env: &Env) -> Result<Self> {
-        let version = attr(spec, "version");
-        if let Some(v) = version.filter(|v| !matches!(*v, "1" | "2")) {
-            return Err(Error::InvalidValue {
-                attribute: "version".into(),
-                value: v.into(),
-                allowed: "expected 1 (the v1 REST cache API: GHES, Gitea/Forgejo runners) or 2 (the v2 Twirp API of github.com)".into(),
-            });
-        }
-        let v2_env = env
-            .var("ACTIONS_CACHE_SERVICE_V2")
-            .is_some_and(|v| bkcache_core::spec::parse_go_bool("ACTIONS_CACHE_SERVICE_V2", v).unwrap_or(false));
-        let want_v2 = version == Some("2") || (version.is_none() && v2_env);
-
-        let (token, origin) = match attr(spec, "token") {
-            Some(t) => (t.to_owned(), "attribute token"),
-            None => match env.var("ACTIONS_RUNTIME_TOKEN") {
-                Some(t) => (t.to_owned(), "ACTIONS_RUNTIME_TOKEN"),
-                None => {
-                    return Err(Error::MissingAttribute {
-                        kind: "gha".into(),
-                        attribute: "token".into(),
-                        direction: direction.describe().into(),
-                        hint: "token not set for github actions cache: set token=<runtime token>, or run inside a GitHub Actions job step that sees ACTIONS_RUNTIME_TOKEN (for `run:` steps, expose it with e.g. crazy-max/ghaction-github-runtime)".into(),
-                    })
-                }
-            },
-        };
-        let url_v2 = match attr(spec, "url_v2") {
-            Some(u) => Some(check_url("url_v2", u)?),
-            None if want_v2 => env
-                .var("ACTIONS_RESULTS_URL")
-                .map(|u| check_url("ACTIONS_RESULTS_URL", u))
-                .transpose()?,
-            None => None,
-        };
-        let url = match attr(spec, "url") {
-            Some(u) => Some(check_url("url", u)?),
-            None => match env.var("ACTIONS_CACHE_URL") {
-                Some(u) => Some(check_url("ACTIONS_CACHE_URL", u)?),
-                None => env
-                    .var("ACTIONS_RESULTS_URL")
-                    .map(|u| check_url("ACTIONS_RESULTS_URL", u))
-                    .transpose()?,
-            },
-        };
+        let (api, base, token, origin) = service(spec, direction, env)?;
         let missing = |attribute: &str, hint: &str| Error::MissingAttribute {
             kind: "gha".into(),
             attribute: attribute.into(),
             direction: direction.describe().into(),
             hint: hint.into(),
         };
-        let (api, base) = if version == Some("1") {
-            let url = url.ok_or_else(|| {
-                missing(
-                    "url",
-                    "version=1 needs the v1 cache URL: set url=, or ACTIONS_CACHE_URL as GitHub Actions runners do",
-                )
-            })?;
-            (ApiVersion::V1, url)
-        } else if let Some(u) = url_v2 {
-            (ApiVersion::V2, u)
-        } else if version == Some("2") {
-            return Err(missing(
-                "url_v2",
-                "version=2 needs the results service URL: set url_v2=, or ACTIONS_RESULTS_URL as GitHub Actions runners do",
-            ));
-        } else if let Some(u) = url {
-            let api = if u.contains(V2_HOST) {
-                ApiVersion::V2
-            } else {
-                ApiVersion::V1
-            };
-            (api, u)
-        } else {
-            return Err(missing(
-                "url",
-                "url not set for github actions cache: set url_v2= (v2, github.com) or url= (v1, GHES), or run inside a GitHub Actions job step that sees ACTIONS_RESULTS_URL and ACTIONS_CACHE_SERVICE_V2=true (or ACTIONS_CACHE_URL)",
-            ));
-        };
-
         let token_scopes = token_scopes(&token, origin)?;
         let timeout_text = attr(spec, "timeout").unwrap_or("10m").to_owned();
         let timeout = match attr(spec, "timeout") {
@@ -461,6 +388,93 @@ impl GhaConfig {
         };
         format!("gha:{}@{shown} (v{})", self.scope, self.api.number())
     }
+}
+
+/// Which API, at which URL, with which runtime token (and where it came from): the attributes,
+/// then the job environment, as buildx resolves them.
+fn service(spec: &CacheSpec, direction: Direction, env: &Env) -> Result<(ApiVersion, String, String, &'static str)> {
+    let version = attr(spec, "version");
+    if let Some(v) = version.filter(|v| !matches!(*v, "1" | "2")) {
+        return Err(Error::InvalidValue {
+            attribute: "version".into(),
+            value: v.into(),
+            allowed:
+                "expected 1 (the v1 REST cache API: GHES, Gitea/Forgejo runners) or 2 (the v2 Twirp API of github.com)"
+                    .into(),
+        });
+    }
+    let v2_env = env
+        .var("ACTIONS_CACHE_SERVICE_V2")
+        .is_some_and(|v| bkcache_core::spec::parse_go_bool("ACTIONS_CACHE_SERVICE_V2", v).unwrap_or(false));
+    let want_v2 = version == Some("2") || (version.is_none() && v2_env);
+
+    let (token, origin) = match attr(spec, "token") {
+        Some(t) => (t.to_owned(), "attribute token"),
+        None => match env.var("ACTIONS_RUNTIME_TOKEN") {
+            Some(t) => (t.to_owned(), "ACTIONS_RUNTIME_TOKEN"),
+            None => {
+                return Err(Error::MissingAttribute {
+                    kind: "gha".into(),
+                    attribute: "token".into(),
+                    direction: direction.describe().into(),
+                    hint: "token not set for github actions cache: set token=<runtime token>, or run inside a GitHub Actions job step that sees ACTIONS_RUNTIME_TOKEN (for `run:` steps, expose it with e.g. crazy-max/ghaction-github-runtime)".into(),
+                })
+            }
+        },
+    };
+    let url_v2 = match attr(spec, "url_v2") {
+        Some(u) => Some(check_url("url_v2", u)?),
+        None if want_v2 => env
+            .var("ACTIONS_RESULTS_URL")
+            .map(|u| check_url("ACTIONS_RESULTS_URL", u))
+            .transpose()?,
+        None => None,
+    };
+    let url = match attr(spec, "url") {
+        Some(u) => Some(check_url("url", u)?),
+        None => match env.var("ACTIONS_CACHE_URL") {
+            Some(u) => Some(check_url("ACTIONS_CACHE_URL", u)?),
+            None => env
+                .var("ACTIONS_RESULTS_URL")
+                .map(|u| check_url("ACTIONS_RESULTS_URL", u))
+                .transpose()?,
+        },
+    };
+    let missing = |attribute: &str, hint: &str| Error::MissingAttribute {
+        kind: "gha".into(),
+        attribute: attribute.into(),
+        direction: direction.describe().into(),
+        hint: hint.into(),
+    };
+    let (api, base) = if version == Some("1") {
+        let url = url.ok_or_else(|| {
+            missing(
+                "url",
+                "version=1 needs the v1 cache URL: set url=, or ACTIONS_CACHE_URL as GitHub Actions runners do",
+            )
+        })?;
+        (ApiVersion::V1, url)
+    } else if let Some(u) = url_v2 {
+        (ApiVersion::V2, u)
+    } else if version == Some("2") {
+        return Err(missing(
+            "url_v2",
+            "version=2 needs the results service URL: set url_v2=, or ACTIONS_RESULTS_URL as GitHub Actions runners do",
+        ));
+    } else if let Some(u) = url {
+        let api = if u.contains(V2_HOST) {
+            ApiVersion::V2
+        } else {
+            ApiVersion::V1
+        };
+        (api, u)
+    } else {
+        return Err(missing(
+            "url",
+            "url not set for github actions cache: set url_v2= (v2, github.com) or url= (v1, GHES), or run inside a GitHub Actions job step that sees ACTIONS_RESULTS_URL and ACTIONS_CACHE_SERVICE_V2=true (or ACTIONS_CACHE_URL)",
+        ));
+    };
+    Ok((api, base, token, origin))
 }
 
 #[cfg(test)]

@@ -285,40 +285,7 @@ impl Settings {
                         .into(),
             })?
             .to_owned();
-        let layout = S3Layout::new(
-            spec.get("prefix").unwrap_or(""),
-            spec.get("blobs_prefix").unwrap_or("blobs/"),
-            spec.get("manifests_prefix").unwrap_or("manifests/"),
-        );
-        let names: Vec<String> = spec
-            .get("name")
-            .unwrap_or(DEFAULT_NAME)
-            .split(';')
-            .map(str::to_owned)
-            .collect();
-        if let Some(v) = spec.get("name") {
-            if names.iter().any(String::is_empty) {
-                return Err(Error::InvalidValue {
-                    attribute: "name".into(),
-                    value: v.to_owned(),
-                    allowed: "one or more non-empty names separated by ';', e.g. main or main;alt".into(),
-                });
-            }
-        }
-        // Every key this store will use must be addressable exactly.
-        let sample = Digest::of_bytes(b"");
-        key_path(
-            &layout.blob_key(&sample),
-            "prefix + blobs_prefix",
-            &layout.blobs_key_prefix(),
-        )?;
-        for n in &names {
-            key_path(
-                &layout.manifest_key(n),
-                "prefix/manifests_prefix/name",
-                &layout.manifest_key(n),
-            )?;
-        }
+        let (layout, names) = layout_and_names(spec)?;
         let touch_refresh = match attr("touch_refresh") {
             Some(v) => parse_go_duration("touch_refresh", v)?,
             None => DEFAULT_TOUCH_REFRESH,
@@ -347,18 +314,7 @@ impl Settings {
             Some(v) => positive("retry_max_attempts", v, "attempts per request, including the first")?,
             None => DEFAULT_RETRY_MAX_ATTEMPTS,
         };
-        if let Some(v) = attr("retry_mode") {
-            if v != "standard" && v != "adaptive" {
-                return Err(Error::InvalidValue {
-                    attribute: "retry_mode".into(),
-                    value: v.to_owned(),
-                    allowed: "expected standard or adaptive".into(),
-                });
-            }
-        }
-        if let Some(v) = attr("disable_accept_encoding") {
-            parse_go_bool("disable_accept_encoding", v)?;
-        }
+        check_accepted_only(spec)?;
         let import_all_names = match attr("import_all_names") {
             Some(v) => parse_go_bool("import_all_names", v)?,
             None => false,
@@ -379,6 +335,63 @@ impl Settings {
             ca_file: env.var("SSL_CERT_FILE").map(PathBuf::from),
         })
     }
+}
+
+/// The key layout and the names, every key they make checked to be addressable exactly.
+fn layout_and_names(spec: &CacheSpec) -> Result<(S3Layout, Vec<String>)> {
+    let layout = S3Layout::new(
+        spec.get("prefix").unwrap_or(""),
+        spec.get("blobs_prefix").unwrap_or("blobs/"),
+        spec.get("manifests_prefix").unwrap_or("manifests/"),
+    );
+    let names: Vec<String> = spec
+        .get("name")
+        .unwrap_or(DEFAULT_NAME)
+        .split(';')
+        .map(str::to_owned)
+        .collect();
+    if let Some(v) = spec.get("name") {
+        if names.iter().any(String::is_empty) {
+            return Err(Error::InvalidValue {
+                attribute: "name".into(),
+                value: v.to_owned(),
+                allowed: "one or more non-empty names separated by ';', e.g. main or main;alt".into(),
+            });
+        }
+    }
+    // Every key this store will use must be addressable exactly.
+    let sample = Digest::of_bytes(b"");
+    key_path(
+        &layout.blob_key(&sample),
+        "prefix + blobs_prefix",
+        &layout.blobs_key_prefix(),
+    )?;
+    for n in &names {
+        key_path(
+            &layout.manifest_key(n),
+            "prefix/manifests_prefix/name",
+            &layout.manifest_key(n),
+        )?;
+    }
+    Ok((layout, names))
+}
+
+/// Attributes accepted for BuildKit compatibility only: their values are still checked.
+fn check_accepted_only(spec: &CacheSpec) -> Result<()> {
+    let attr = |k: &str| spec.get(k).filter(|v| !v.is_empty());
+    if let Some(v) = attr("retry_mode") {
+        if v != "standard" && v != "adaptive" {
+            return Err(Error::InvalidValue {
+                attribute: "retry_mode".into(),
+                value: v.to_owned(),
+                allowed: "expected standard or adaptive".into(),
+            });
+        }
+    }
+    if let Some(v) = attr("disable_accept_encoding") {
+        parse_go_bool("disable_accept_encoding", v)?;
+    }
+    Ok(())
 }
 
 /// One profile's keys, merged from the credentials file (first) and the config file.
