@@ -81,6 +81,79 @@ pub struct LayerChain {
 /// Problems found while decoding that BuildKit treats as warnings (the result is skipped).
 pub type Warnings = Vec<String>;
 
+/// The config's records with their inputs checked (no empty slot, every link in range); results
+/// are filled in by the caller.
+fn records_of(config: &CacheConfig) -> Result<Vec<Record>> {
+    let n = config.records.len();
+    let mut records = Vec::with_capacity(n);
+    for (r, rec) in config.records.iter().enumerate() {
+        let mut inputs = Vec::with_capacity(rec.inputs.len());
+        for (i, slot) in rec.inputs.iter().enumerate() {
+            if slot.is_empty() {
+                return Err(Error::config(format!(
+                    "invalid empty input for record {r} ({}): input slot {i} lists no record",
+                    rec.digest
+                )));
+            }
+            let mut out = Vec::with_capacity(slot.len());
+            for input in slot {
+                if input.link < 0 || input.link as usize >= n {
+                    return Err(Error::config(format!(
+                        "invalid record ID: record {r} ({}) input {i} links to record {}, but the config has {n} records (0..{})",
+                        rec.digest,
+                        input.link,
+                        n.saturating_sub(1)
+                    )));
+                }
+                out.push(Input {
+                    selector: input.selector.clone(),
+                    link: input.link as usize,
+                });
+            }
+            inputs.push(out);
+        }
+        records.push(Record {
+            digest: rec.digest.clone(),
+            inputs,
+            results: Vec::new(),
+        });
+    }
+    Ok(records)
+}
+
+/// BuildKit's `sortConfig` order of records: by digest, then inputs (slot sizes, selectors and
+/// the digests they link to).
+fn record_order(recs: &[Record]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..recs.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (&recs[a], &recs[b]);
+        ra.digest
+            .cmp(&rb.digest)
+            .then(ra.inputs.len().cmp(&rb.inputs.len()))
+            .then_with(|| {
+                for (sa, sb) in ra.inputs.iter().zip(&rb.inputs) {
+                    let o = sa.len().cmp(&sb.len()).then_with(|| {
+                        for (ia, ib) in sa.iter().zip(sb) {
+                            let o = ia
+                                .selector
+                                .cmp(&ib.selector)
+                                .then_with(|| recs[ia.link].digest.cmp(&recs[ib.link].digest));
+                            if o.is_ne() {
+                                return o;
+                            }
+                        }
+                        std::cmp::Ordering::Equal
+                    });
+                    if o.is_ne() {
+                        return o;
+                    }
+                }
+                std::cmp::Ordering::Equal
+            })
+    });
+    order
+}
+
 impl AbstractCache {
     /// Build from a cache config and a descriptor provider (the manifest's descriptors, or the
     /// config's own annotations). Enforces BuildKit's import rules: loops, out-of-range indexes
@@ -90,41 +163,8 @@ impl AbstractCache {
         config: &CacheConfig,
         mut describe: impl FnMut(&Digest) -> Option<Descriptor>,
     ) -> Result<(Self, Warnings)> {
-        let n = config.records.len();
         let mut warnings = Vec::new();
-        let mut records = Vec::with_capacity(n);
-        for (r, rec) in config.records.iter().enumerate() {
-            let mut inputs = Vec::with_capacity(rec.inputs.len());
-            for (i, slot) in rec.inputs.iter().enumerate() {
-                if slot.is_empty() {
-                    return Err(Error::config(format!(
-                        "invalid empty input for record {r} ({}): input slot {i} lists no record",
-                        rec.digest
-                    )));
-                }
-                let mut out = Vec::with_capacity(slot.len());
-                for input in slot {
-                    if input.link < 0 || input.link as usize >= n {
-                        return Err(Error::config(format!(
-                            "invalid record ID: record {r} ({}) input {i} links to record {}, but the config has {n} records (0..{})",
-                            rec.digest,
-                            input.link,
-                            n.saturating_sub(1)
-                        )));
-                    }
-                    out.push(Input {
-                        selector: input.selector.clone(),
-                        link: input.link as usize,
-                    });
-                }
-                inputs.push(out);
-            }
-            records.push(Record {
-                digest: rec.digest.clone(),
-                inputs,
-                results: Vec::new(),
-            });
-        }
+        let mut records = records_of(config)?;
         check_no_loops(&records)?;
 
         let mut blobs = BTreeMap::new();
@@ -242,33 +282,7 @@ impl AbstractCache {
 
         // sortConfig, records.
         let recs = &self.records;
-        let mut rorder: Vec<usize> = (0..recs.len()).collect();
-        rorder.sort_by(|&a, &b| {
-            let (ra, rb) = (&recs[a], &recs[b]);
-            ra.digest
-                .cmp(&rb.digest)
-                .then(ra.inputs.len().cmp(&rb.inputs.len()))
-                .then_with(|| {
-                    for (sa, sb) in ra.inputs.iter().zip(&rb.inputs) {
-                        let o = sa.len().cmp(&sb.len()).then_with(|| {
-                            for (ia, ib) in sa.iter().zip(sb) {
-                                let o = ia
-                                    .selector
-                                    .cmp(&ib.selector)
-                                    .then_with(|| recs[ia.link].digest.cmp(&recs[ib.link].digest));
-                                if o.is_ne() {
-                                    return o;
-                                }
-                            }
-                            std::cmp::Ordering::Equal
-                        });
-                        if o.is_ne() {
-                            return o;
-                        }
-                    }
-                    std::cmp::Ordering::Equal
-                })
-        });
+        let rorder = record_order(recs);
         let mut new_rec = vec![0usize; recs.len()];
         for (new, &old) in rorder.iter().enumerate() {
             new_rec[old] = new;
