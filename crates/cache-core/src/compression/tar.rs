@@ -181,6 +181,52 @@ impl<R: Read> TarReader<R> {
         Ok(got)
     }
 
+    /// The next header block, after the rest of the previous entry's data and its padding;
+    /// `None` at the end of the archive: end of input (also inside the padding, as in Go) or
+    /// two zero blocks.
+    fn header_block(&mut self, raw: &mut dyn Write) -> io::Result<Option<[u8; BLOCK]>> {
+        let left = std::mem::take(&mut self.remaining);
+        self.copy_raw(left, raw, "an entry's data")?;
+        let pad = std::mem::take(&mut self.pad) as usize;
+        let mut padding = [0u8; BLOCK];
+        let got = self.fill(&mut padding[..pad])?;
+        raw.write_all(&padding[..got])?;
+        if got < pad {
+            return Ok(None);
+        }
+        let Some(block) = self.full_block(raw)? else {
+            return Ok(None);
+        };
+        if block.iter().any(|b| *b != 0) {
+            return Ok(Some(block));
+        }
+        match self.full_block(raw)? {
+            None => Ok(None),
+            Some(next) if next.iter().all(|b| *b == 0) => Ok(None),
+            Some(_) => Err(invalid(format!(
+                "invalid tar header: a zero block followed by a non-zero one (at byte {})",
+                self.pos - BLOCK as u64
+            ))),
+        }
+    }
+
+    /// One whole block, copied to `raw`; `None` at the end of input, an error inside a block.
+    fn full_block(&mut self, raw: &mut dyn Write) -> io::Result<Option<[u8; BLOCK]>> {
+        let mut block = [0u8; BLOCK];
+        let got = self.fill(&mut block)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < BLOCK {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("tar stream ends inside a header (at byte {})", self.pos),
+            ));
+        }
+        raw.write_all(&block)?;
+        Ok(Some(block))
+    }
+
     /// Advance to the next entry, writing every non-data byte consumed to `raw` (including
     /// what is left of the previous entry's data). `None` at the end of the archive, after
     /// which `raw` has received the end-of-archive blocks; trailing bytes stay in the reader.
@@ -189,49 +235,9 @@ impl<R: Read> TarReader<R> {
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         loop {
-            // The rest of the previous entry's data, then its padding (end of input inside
-            // the padding ends the archive, as in Go).
-            let left = std::mem::take(&mut self.remaining);
-            self.copy_raw(left, raw, "an entry's data")?;
-            let pad = std::mem::take(&mut self.pad) as usize;
-            let mut block = [0u8; BLOCK];
-            let got = self.fill(&mut block[..pad])?;
-            raw.write_all(&block[..got])?;
-            if got < pad {
+            let Some(block) = self.header_block(raw)? else {
                 return Ok(None);
-            }
-
-            let got = self.fill(&mut block)?;
-            if got == 0 {
-                return Ok(None);
-            }
-            if got < BLOCK {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("tar stream ends inside a header (at byte {})", self.pos),
-                ));
-            }
-            raw.write_all(&block)?;
-            if block.iter().all(|b| *b == 0) {
-                let got = self.fill(&mut block)?;
-                if got == 0 {
-                    return Ok(None);
-                }
-                if got < BLOCK {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("tar stream ends inside a header (at byte {})", self.pos),
-                    ));
-                }
-                raw.write_all(&block)?;
-                if block.iter().all(|b| *b == 0) {
-                    return Ok(None);
-                }
-                return Err(invalid(format!(
-                    "invalid tar header: a zero block followed by a non-zero one (at byte {})",
-                    self.pos - BLOCK as u64
-                )));
-            }
+            };
             let at = self.pos - BLOCK as u64;
             let mut hdr = parse_header(&block).map_err(|e| invalid(format!("invalid tar header at byte {at}: {e}")))?;
             self.set_data(&hdr, at)?;
