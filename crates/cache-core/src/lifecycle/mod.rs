@@ -14,7 +14,7 @@ mod prune;
 
 pub use prune::{prune, PruneReport, TagAction, TagReport};
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -89,41 +89,7 @@ pub fn select(cache: &AbstractCache, policy: &PrunePolicy) -> (AbstractCache, Pr
         out.prune_blobs();
     }
     if let Some(limit) = policy.keep_storage {
-        // Oldest first; a blob's bytes are freed only when no kept result uses it.
-        let mut order: Vec<(GoTime, usize, usize)> = out
-            .records
-            .iter()
-            .enumerate()
-            .flat_map(|(r, rec)| {
-                rec.results
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, res)| (res.created_at, r, i))
-            })
-            .collect();
-        order.sort();
-        let mut dropped: HashSet<(usize, usize)> = HashSet::new();
-        let size_of = |c: &AbstractCache, dropped: &HashSet<(usize, usize)>| -> u64 {
-            let used: BTreeSet<&Digest> = c
-                .records
-                .iter()
-                .enumerate()
-                .flat_map(|(r, rec)| {
-                    rec.results
-                        .iter()
-                        .enumerate()
-                        .filter(move |(i, _)| !dropped.contains(&(r, *i)))
-                        .flat_map(|(_, res)| res.blobs.iter())
-                })
-                .collect();
-            used.iter().filter_map(|d| c.blobs.get(*d)).map(|d| d.size).sum()
-        };
-        for (_, r, i) in order {
-            if size_of(&out, &dropped) <= limit {
-                break;
-            }
-            dropped.insert((r, i));
-        }
+        let dropped = oldest_over(&out, limit);
         for (r, rec) in out.records.iter_mut().enumerate() {
             let mut i = 0;
             rec.results.retain(|_| {
@@ -145,6 +111,41 @@ pub fn select(cache: &AbstractCache, policy: &PrunePolicy) -> (AbstractCache, Pr
             layer_bytes_after: after,
         },
     )
+}
+
+/// The results to drop, oldest first, until the layer bytes the rest use fit `limit`; a blob's
+/// bytes are freed only when no kept result uses it. Linear in the chains' total length: each
+/// blob counts the kept results that use it.
+fn oldest_over(cache: &AbstractCache, limit: u64) -> HashSet<(usize, usize)> {
+    let mut order: Vec<(GoTime, usize, usize)> = Vec::new();
+    let mut users: HashMap<&Digest, usize> = HashMap::new();
+    for (r, rec) in cache.records.iter().enumerate() {
+        for (i, res) in rec.results.iter().enumerate() {
+            order.push((res.created_at, r, i));
+            for d in res.blobs.iter().collect::<BTreeSet<_>>() {
+                *users.entry(d).or_default() += 1;
+            }
+        }
+    }
+    order.sort();
+    let size = |d: &Digest| cache.blobs.get(d).map_or(0, |desc| desc.size);
+    let mut used: u64 = users.keys().map(|d| size(d)).sum();
+    let mut dropped = HashSet::new();
+    for (_, r, i) in order {
+        if used <= limit {
+            break;
+        }
+        for d in cache.records[r].results[i].blobs.iter().collect::<BTreeSet<_>>() {
+            if let Some(n) = users.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    used -= size(d);
+                }
+            }
+        }
+        dropped.insert((r, i));
+    }
+    dropped
 }
 
 /// Export options that re-encode a loaded cache in the format it came in.
@@ -270,6 +271,67 @@ fn bad_value(what: &str, value: &str, allowed: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` records with one result each over its own 1000-byte blob, result `i` created at second
+    /// `i`, plus the blob of record 0 also under the newest result's chain (shared).
+    fn many(n: usize) -> AbstractCache {
+        use crate::cache::{LayerChain, Record};
+        let mut cache = AbstractCache::default();
+        let blob = |i: usize| {
+            crate::Descriptor::new(
+                crate::MediaType::OciLayerGzip,
+                Digest::of_bytes(format!("{i}").as_bytes()),
+                1000,
+            )
+        };
+        for i in 0..n {
+            let d = blob(i);
+            cache.blobs.insert(d.digest.clone(), d.clone());
+            let mut chain = vec![d.digest];
+            if i == n - 1 {
+                chain.insert(0, blob(0).digest);
+            }
+            cache.records.push(Record {
+                digest: Digest::of_bytes(format!("record {i}").as_bytes()),
+                inputs: Vec::new(),
+                results: vec![LayerChain {
+                    blobs: chain,
+                    created_at: GoTime::from_unix(i as i64, 0),
+                }],
+            });
+        }
+        cache
+    }
+
+    #[test]
+    fn keep_storage_drops_the_oldest_and_frees_only_unshared_blobs() {
+        let policy = |bytes| PrunePolicy {
+            keep_storage: Some(bytes),
+            ..Default::default()
+        };
+        // 10 blobs of 1000 bytes; keep 3000. Dropping result 0 frees nothing (the newest result
+        // uses blob 0 too), so 8 results go and results 8 and 9 stay over blobs 0, 8 and 9.
+        let (out, sel) = select(&many(10), &policy(3000));
+        assert_eq!((sel.results_dropped, sel.results_kept), (8, 2), "{sel:?}");
+        assert_eq!(sel.layer_bytes_after, 3000, "blob 0 is shared with the newest result");
+        assert!(out.records[0].results.is_empty() && !out.records[9].results.is_empty());
+    }
+
+    /// A complexity regression guard: 50,000 results fit in one pass (the quadratic selection
+    /// this replaced needed minutes for 32,000).
+    #[test]
+    fn keep_storage_is_linear_in_the_results() {
+        let n = 50_000;
+        let (_, sel) = select(
+            &many(n),
+            &PrunePolicy {
+                keep_storage: Some(100 * 1000),
+                ..Default::default()
+            },
+        );
+        assert_eq!(sel.results_kept, 99, "99 newest results, the newest over two blobs");
+        assert_eq!(sel.results_dropped, n - 99);
+    }
 
     #[test]
     fn durations_and_sizes() {
