@@ -11,8 +11,8 @@ use bkcache_core::annotated::{decode_annotated, encode_annotated};
 use bkcache_core::factory::{Applies, AttributeDoc};
 use bkcache_core::store::{sizes_by_listing, BlobEntry, CachePart, Committed};
 use bkcache_core::{
-    AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
-    Error, ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
+    AbstractCache, BackendFactory, BlobStream, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env, Error,
+    ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -375,14 +375,12 @@ impl CacheStore for AzblobStore {
                 self.config.manifest_key(name)
             ));
         }
-        Ok(Some(LoadedCache {
-            cache: AbstractCache::merge(caches),
-            format: CacheFormat::AnnotatedConfig,
-            config: Some(manifest.clone()),
+        Ok(Some(LoadedCache::annotated(
+            AbstractCache::merge(caches),
             manifest,
             warnings,
             parts,
-        }))
+        )))
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {

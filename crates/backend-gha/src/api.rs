@@ -86,16 +86,21 @@ impl Service {
         format!("{}{TWIRP_PREFIX}{method}", self.config.url)
     }
 
+    /// A v1 request with the runtime token and the API version's `accept`.
+    fn v1_request(&self, method: reqwest::Method, url: &str, auth: &str) -> reqwest::RequestBuilder {
+        self.http
+            .client
+            .request(method, url)
+            .header(AUTHORIZATION, auth)
+            .header("accept", V1_ACCEPT)
+    }
+
     /// A v1 JSON POST (reserve, commit) with the runtime token, retried by the client.
     async fn v1_post_json(&self, operation: &str, url: &str, payload: String) -> Result<reqwest::Response, GhaError> {
         let auth = self.bearer();
         self.http
             .send(operation, url, || {
-                self.http
-                    .client
-                    .post(url)
-                    .header(AUTHORIZATION, &auth)
-                    .header("accept", V1_ACCEPT)
+                self.v1_request(reqwest::Method::POST, url, &auth)
                     .header(CONTENT_TYPE, "application/json")
                     .body(payload.clone())
             })
@@ -199,13 +204,7 @@ impl Service {
                 let auth = self.bearer();
                 let resp = self
                     .http
-                    .send(&operation, &url, || {
-                        self.http
-                            .client
-                            .get(&url)
-                            .header(AUTHORIZATION, &auth)
-                            .header("accept", V1_ACCEPT)
-                    })
+                    .send(&operation, &url, || self.v1_request(reqwest::Method::GET, &url, &auth))
                     .await?;
                 let status = resp.status();
                 if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_FOUND {
@@ -499,11 +498,7 @@ impl Service {
         let resp = self
             .http
             .send(&operation, &url, || {
-                self.http
-                    .client
-                    .patch(&url)
-                    .header(AUTHORIZATION, &auth)
-                    .header("accept", V1_ACCEPT)
+                self.v1_request(reqwest::Method::PATCH, &url, &auth)
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header("content-range", &range)
                     .body(part.clone())

@@ -10,8 +10,8 @@ use bkcache_core::annotated::{decode_annotated, encode_annotated};
 use bkcache_core::factory::AttributeDoc;
 use bkcache_core::store::{BlobEntry, CachePart, Committed};
 use bkcache_core::{
-    AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
-    Error, ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
+    AbstractCache, BackendFactory, BlobStream, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env, Error,
+    ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -405,14 +405,7 @@ impl CacheStore for GhaStore {
                 cache.layer_bytes()
             ));
         }
-        Ok(Some(LoadedCache {
-            cache,
-            format: CacheFormat::AnnotatedConfig,
-            config: Some(manifest.clone()),
-            manifest,
-            warnings,
-            parts,
-        }))
+        Ok(Some(LoadedCache::annotated(cache, manifest, warnings, parts)))
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {

@@ -10,8 +10,8 @@ use bkcache_core::annotated::{decode_annotated, encode_annotated};
 use bkcache_core::factory::{Applies, AttributeDoc};
 use bkcache_core::store::{sizes_by_listing, BlobEntry, Committed};
 use bkcache_core::{
-    AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
-    Error, ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
+    AbstractCache, BackendFactory, BlobStream, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env, Error,
+    ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -469,14 +469,7 @@ impl CacheStore for S3Store {
         } else {
             AbstractCache::merge(caches)
         };
-        Ok(Some(LoadedCache {
-            cache,
-            format: CacheFormat::AnnotatedConfig,
-            config: Some(manifest.clone()),
-            manifest,
-            warnings,
-            parts: Vec::new(),
-        }))
+        Ok(Some(LoadedCache::annotated(cache, manifest, warnings, Vec::new())))
     }
 
     /// HEAD the blob. At an export target, also notes whether it is older than `touch_refresh`

@@ -62,6 +62,21 @@ pub struct LoadedCache {
     pub parts: Vec<CachePart>,
 }
 
+impl LoadedCache {
+    /// A cache read from an annotated config (gha, s3, azblob): the config is the top-level
+    /// document.
+    pub fn annotated(cache: AbstractCache, config: Descriptor, warnings: Warnings, parts: Vec<CachePart>) -> Self {
+        LoadedCache {
+            cache,
+            format: CacheFormat::AnnotatedConfig,
+            manifest: config.clone(),
+            config: Some(config),
+            warnings,
+            parts,
+        }
+    }
+}
+
 /// One piece a loaded cache was merged from (a gha scope's index entry, an azblob name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CachePart {

@@ -11,19 +11,24 @@ impl Service {
         }
     }
 
-    /// GET bytes `start..=end` of a signed URL (`x-ms-range` for Azure on v2, `Range` on v1).
-    pub(crate) async fn fetch_range(&self, key: &str, url: &str, start: u64, end: u64) -> Result<Ranged, GhaError> {
-        let operation = format!("downloading {key} bytes {start}-{end}");
-        let range = format!("bytes={start}-{end}");
-        let resp = self
-            .http
-            .send(&operation, url, || {
+    /// A ranged GET of a signed URL (no auth header: the URL's signature is the authorisation).
+    async fn ranged_get(&self, operation: &str, url: &str, range: &str) -> Result<reqwest::Response, GhaError> {
+        self.http
+            .send(operation, url, || {
                 self.http
                     .client
                     .get(url)
                     .header("x-ms-version", AZURE_VERSION)
-                    .header(self.range_header(), range.as_str())
+                    .header(self.range_header(), range)
             })
+            .await
+    }
+
+    /// GET bytes `start..=end` of a signed URL (`x-ms-range` for Azure on v2, `Range` on v1).
+    pub(crate) async fn fetch_range(&self, key: &str, url: &str, start: u64, end: u64) -> Result<Ranged, GhaError> {
+        let operation = format!("downloading {key} bytes {start}-{end}");
+        let resp = self
+            .ranged_get(&operation, url, &format!("bytes={start}-{end}"))
             .await?;
         let status = resp.status();
         match status {
@@ -71,16 +76,7 @@ impl Service {
     /// `Err(Ranged)` for 401/403/404.
     pub(crate) async fn probe_size(&self, key: &str, url: &str) -> Result<Result<u64, Ranged>, GhaError> {
         let operation = format!("checking the size of {key}");
-        let resp = self
-            .http
-            .send(&operation, url, || {
-                self.http
-                    .client
-                    .get(url)
-                    .header("x-ms-version", AZURE_VERSION)
-                    .header(self.range_header(), "bytes=0-0")
-            })
-            .await?;
+        let resp = self.ranged_get(&operation, url, "bytes=0-0").await?;
         let status = resp.status();
         let total = |h: Option<&HeaderValue>| {
             h.and_then(|v| v.to_str().ok())
