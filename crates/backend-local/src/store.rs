@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bkcache_core::descriptor::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use bkcache_core::factory::{required_attr, Applies, AttributeDoc};
-use bkcache_core::inline::decode_inline;
+use bkcache_core::inline::load_image_caches;
 use bkcache_core::manifest::{TopLevel, BUILDKIT_MAX_BLOB};
 use bkcache_core::store::{read_small_blob, write_manifest_blobs, BlobEntry, Committed};
 use bkcache_core::{
@@ -240,32 +240,22 @@ impl LocalStore {
                 }
             }
         }
-        let (mut caches, mut warnings, mut config) = (Vec::new(), Vec::new(), None);
-        for m in manifests.iter().filter(|m| !m.layers.is_empty()) {
-            let what = format!("image config {} in {}", m.config.digest, self.root.display());
-            let bytes = read_small_blob(self, &m.config, MAX_DOCUMENT, &what).await?;
-            if let Some((cache, w)) = decode_inline(m, &bytes)? {
-                caches.push(cache);
-                warnings.extend(w);
-                config.get_or_insert_with(|| m.config.clone());
-            }
-        }
-        if caches.is_empty() {
+        let Some((cache, warnings, config)) = load_image_caches(self, &manifests, MAX_DOCUMENT).await? else {
             return Err(LocalError::PlainImage {
                 path: self.root.clone(),
                 tag: self.tag.clone(),
             }
             .into());
-        }
+        };
         if entry.media_type.as_str().is_empty() {
             entry.media_type = MediaType::OciImageManifest;
         }
         entry.annotations.clear();
         Ok(Some(LoadedCache {
-            cache: AbstractCache::merge(caches),
+            cache,
             format: CacheFormat::Inline,
             manifest: entry,
-            config,
+            config: Some(config),
             warnings,
             parts: Vec::new(),
         }))

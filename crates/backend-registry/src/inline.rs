@@ -7,69 +7,17 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bkcache_core::factory::{Applies, AttributeDoc};
 use bkcache_core::gojson::to_go_json;
-use bkcache_core::inline::{decode_inline, encode_inline};
+use bkcache_core::inline::encode_inline;
 use bkcache_core::manifest::{ImageManifest, TopLevel};
 use bkcache_core::store::Committed;
 use bkcache_core::{
-    AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
-    Error, ExportOptions, Family, LoadedCache, MediaType, Result, VerifiedStream,
+    AbstractCache, BackendFactory, BlobStream, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env, Error,
+    ExportOptions, Family, LoadedCache, MediaType, Result, VerifiedStream,
 };
 use tokio::sync::OnceCell;
 
 use crate::error::RegistryError;
 use crate::store::{open_client, RegistryStore};
-
-fn no_cache(store: &RegistryStore) -> Error {
-    Error::InvalidManifest {
-        what: store.location(),
-        reason: "is an image without a BuildKit cache (no cache config, no moby.buildkit.cache.v0 in its config)"
-            .into(),
-    }
-}
-
-/// Import the inline cache of a plain image (or of every image in an index), as BuildKit's
-/// registry importer does when the ref holds no cache manifest.
-pub(crate) async fn load_inline(store: &RegistryStore, top: TopLevel, desc: Descriptor) -> Result<Option<LoadedCache>> {
-    let mut manifests: Vec<ImageManifest> = Vec::new();
-    match top {
-        TopLevel::Manifest(m) => manifests.push(*m),
-        TopLevel::Index(index) => {
-            for child in index.manifests.iter().filter(|d| d.media_type.is_manifest()) {
-                let Some((_, bytes)) = store.get_manifest(child.digest.as_str()).await? else {
-                    continue;
-                };
-                if let TopLevel::Manifest(m) = TopLevel::detect(&bytes, &format!("manifest {}", child.digest))? {
-                    manifests.push(*m);
-                }
-            }
-        }
-    }
-    let mut caches = Vec::new();
-    let mut warnings = Vec::new();
-    let mut config_desc = None;
-    for m in &manifests {
-        if m.layers.is_empty() {
-            continue;
-        }
-        let config = store.read_config(&m.config).await?;
-        if let Some((cache, w)) = decode_inline(m, &config)? {
-            caches.push(cache);
-            warnings.extend(w);
-            config_desc.get_or_insert_with(|| m.config.clone());
-        }
-    }
-    if caches.is_empty() {
-        return Err(no_cache(store));
-    }
-    Ok(Some(LoadedCache {
-        cache: AbstractCache::merge(caches),
-        format: CacheFormat::Inline,
-        manifest: desc,
-        config: config_desc,
-        warnings,
-        parts: Vec::new(),
-    }))
-}
 
 const ATTRIBUTES: &[AttributeDoc] = &[
     AttributeDoc {

@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bkcache_core::factory::{required_attr, Applies, AttributeDoc};
-use bkcache_core::manifest::{encode_manifest, TopLevel};
+use bkcache_core::inline::load_image_caches;
+use bkcache_core::manifest::{encode_manifest, ImageManifest, TopLevel};
 use bkcache_core::spec::parse_go_bool;
 use bkcache_core::store::{put_small_blob, read_small_blob, Committed, ServerSide};
 use bkcache_core::{
@@ -341,6 +342,41 @@ impl RegistryStore {
         Ok(())
     }
 
+    /// Import the inline cache of a plain image (or of every image in an index), as BuildKit's
+    /// registry importer does when the ref holds no cache manifest.
+    async fn load_inline(&self, top: TopLevel, desc: Descriptor) -> Result<Option<LoadedCache>> {
+        let mut manifests: Vec<ImageManifest> = Vec::new();
+        match top {
+            TopLevel::Manifest(m) => manifests.push(*m),
+            TopLevel::Index(index) => {
+                for child in index.manifests.iter().filter(|d| d.media_type.is_manifest()) {
+                    let Some((_, bytes)) = self.get_manifest(child.digest.as_str()).await? else {
+                        continue;
+                    };
+                    if let TopLevel::Manifest(m) = TopLevel::detect(&bytes, &format!("manifest {}", child.digest))? {
+                        manifests.push(*m);
+                    }
+                }
+            }
+        }
+        let Some((cache, warnings, config)) = load_image_caches(self, &manifests, MAX_CONFIG).await? else {
+            return Err(Error::InvalidManifest {
+                what: self.location(),
+                reason:
+                    "is an image without a BuildKit cache (no cache config, no moby.buildkit.cache.v0 in its config)"
+                        .into(),
+            });
+        };
+        Ok(Some(LoadedCache {
+            cache,
+            format: CacheFormat::Inline,
+            manifest: desc,
+            config: Some(config),
+            warnings,
+            parts: Vec::new(),
+        }))
+    }
+
     pub(crate) async fn read_config(&self, desc: &Descriptor) -> Result<Vec<u8>> {
         let what = format!("config {} in {}", desc.digest, self.location());
         read_small_blob(self, desc, MAX_CONFIG, &what).await
@@ -425,7 +461,7 @@ impl CacheStore for RegistryStore {
         let what = format!("manifest {}", self.location());
         let top = TopLevel::detect(&bytes, &what)?;
         let Some(cm) = top.cache_manifest() else {
-            return crate::inline::load_inline(self, top, desc).await;
+            return self.load_inline(top, desc).await;
         };
         if desc.media_type.as_str().is_empty() || !(desc.media_type.is_manifest() || desc.media_type.is_index()) {
             desc.media_type = cm.wrapper.media_type();

@@ -116,6 +116,29 @@ fn config_name(manifest: &ImageManifest) -> String {
     format!("image config {}", manifest.config.digest)
 }
 
+/// The inline caches of plain images (an image, or the images of an index), read from `store`
+/// and merged, as BuildKit's importer does when a ref holds no cache manifest: each image's
+/// config is read (verified, at most `limit` bytes) and decoded; images without layers are
+/// skipped. `None` when no image carries a cache. Returns the cache, its warnings and the first
+/// config that held records.
+pub async fn load_image_caches(
+    store: &dyn crate::CacheStore,
+    manifests: &[ImageManifest],
+    limit: u64,
+) -> Result<Option<(AbstractCache, Warnings, crate::Descriptor)>> {
+    let (mut caches, mut warnings, mut config) = (Vec::new(), Vec::new(), None);
+    for m in manifests.iter().filter(|m| !m.layers.is_empty()) {
+        let what = format!("image config {} in {}", m.config.digest, store.location());
+        let bytes = crate::store::read_small_blob(store, &m.config, limit, &what).await?;
+        if let Some((cache, w)) = decode_inline(m, &bytes)? {
+            caches.push(cache);
+            warnings.extend(w);
+            config.get_or_insert_with(|| m.config.clone());
+        }
+    }
+    Ok(config.map(|c| (AbstractCache::merge(caches), warnings, c)))
+}
+
 /// BuildKit's `importInlineCache` for one image manifest and its config.
 ///
 /// Returns `Ok(None)` when the manifest has no layers, when `rootfs.diff_ids` does not have

@@ -1,5 +1,5 @@
 //! [`MemoryStore`]: a complete [`CacheStore`] held in memory, and the reference for third-party
-//! backends: it keeps every promise of the trait (checked by [`crate::conformance`] when that
+//! backends: it keeps every promise of the trait (checked by `bkcache_core::conformance` when that
 //! feature is on) in the fewest lines. Blobs are content-addressed; a tag points at an OCI image
 //! manifest, written after its config and layers, as the local and registry backends do.
 //!

@@ -192,7 +192,7 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
 
     /// Whether an error this store returned (or a blob stream it opened ended with) may go away
     /// if the operation is started again; the engine then transfers the blob again, from its
-    /// start (at most [`crate::transfer::BLOB_ATTEMPTS`] times). Default:
+    /// start (at most [`BLOB_ATTEMPTS`] times). Default:
     /// [`Error::is_transient`]. Stores whose clients already retried a request need not
     /// say yes to its final failure.
     fn is_transient(&self, error: &Error) -> bool {
@@ -497,7 +497,7 @@ pub async fn write_manifest_blobs(
 }
 
 /// Write a small blob held in memory (a config, a manifest), sending it again (up to
-/// [`crate::transfer::BLOB_ATTEMPTS`] times) after an error the store calls transient.
+/// [`BLOB_ATTEMPTS`] times) after an error the store calls transient.
 pub async fn put_small_blob(store: &dyn CacheStore, desc: &Descriptor, bytes: &[u8]) -> Result<()> {
     retry_transient(
         |e| store.is_transient(e),
@@ -507,7 +507,13 @@ pub async fn put_small_blob(store: &dyn CacheStore, desc: &Descriptor, bytes: &[
     .await
 }
 
-/// Run `attempt` up to [`crate::transfer::BLOB_ATTEMPTS`] times while it fails with an error
+/// Attempts per blob transfer: a transfer that fails with an error the source or the target
+/// calls transient ([`CacheStore::is_transient`]: a connection reset mid-upload, a download
+/// cut short, an HTTP 5xx on a one-shot upload) is started again from the blob's first byte,
+/// the new bytes verified again. Requests that can be replayed are retried inside the stores.
+pub const BLOB_ATTEMPTS: usize = 3;
+
+/// Run `attempt` up to [`BLOB_ATTEMPTS`] times while it fails with an error
 /// `transient` says may go away; `again(error, next)` is told before attempt `next` starts.
 /// The one retry loop of blob transfers, reads (verify, scan) and commits.
 pub(crate) async fn retry_transient<T, F, Fut>(
@@ -522,7 +528,7 @@ where
     let mut n = 1;
     loop {
         match attempt().await {
-            Err(e) if n < crate::transfer::BLOB_ATTEMPTS && transient(&e) => {
+            Err(e) if n < BLOB_ATTEMPTS && transient(&e) => {
                 n += 1;
                 again(&e, n);
             }

@@ -400,11 +400,7 @@ pub async fn copy(
 /// Existence checks in flight per transfer slot (`CopyOptions::parallelism`).
 const CHECKS_PER_TRANSFER: usize = 4;
 
-/// Attempts per blob transfer: a transfer that fails with an error the source or the target
-/// calls transient ([`CacheStore::is_transient`]: a connection reset mid-upload, a download
-/// cut short, an HTTP 5xx on a one-shot upload) is started again from the blob's first byte,
-/// the new bytes verified again. Requests that can be replayed are retried inside the stores.
-pub const BLOB_ATTEMPTS: usize = 3;
+pub use crate::store::BLOB_ATTEMPTS;
 
 /// Move one blob with `send` (one attempt, counting its bytes with the counter it is given),
 /// up to [`BLOB_ATTEMPTS`] times while its error is transient for the source or the target.
