@@ -463,12 +463,6 @@ impl CacheStore for AzblobStore {
         })
     }
 
-    async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
-        let mut out = self.list_blobs_bounded(usize::MAX).await?.0;
-        out.sort_by(|a, b| a.digest.cmp(&b.digest));
-        Ok(out)
-    }
-
     /// One listing of the blobs directory (5000 names a page) instead of a HEAD per blob, as
     /// long as it is not much larger than what is asked (the plan of
     /// [`bkcache_core::store::sizes_by_listing`]). A container not created yet answers 404 to
@@ -485,6 +479,17 @@ impl CacheStore for AzblobStore {
         self.config.names.first().cloned()
     }
 
+    fn tag_store(&self) -> Option<&dyn bkcache_core::TagStore> {
+        Some(self)
+    }
+
+    fn blob_gc(&self) -> Option<&dyn bkcache_core::BlobGc> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl bkcache_core::TagStore for AzblobStore {
     /// Every manifest name under `prefix/manifests_prefix`.
     async fn tags(&self) -> Result<Vec<String>> {
         Ok(self.list_names().await?.into_iter().map(|(n, _)| n).collect())
@@ -498,7 +503,10 @@ impl CacheStore for AzblobStore {
             Err(e) => Err(self.store_err(&format!("delete cache config {key}"), e)),
         }
     }
+}
 
+#[async_trait]
+impl bkcache_core::BlobGc for AzblobStore {
     /// Every cache config under `prefix/manifests_prefix` with the layer blobs it names and
     /// its `Last-Modified` (every export writes it).
     async fn tag_entries(&self) -> Result<Vec<bkcache_core::TagEntry>> {
@@ -516,6 +524,12 @@ impl CacheStore for AzblobStore {
                 signed: false,
             });
         }
+        Ok(out)
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
+        let mut out = self.list_blobs_bounded(usize::MAX).await?.0;
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
     }
 

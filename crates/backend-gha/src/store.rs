@@ -516,6 +516,17 @@ impl CacheStore for GhaStore {
         Some(self.inner.svc.config.scope.clone())
     }
 
+    fn tag_store(&self) -> Option<&dyn bkcache_core::TagStore> {
+        self.rest().is_some().then_some(self as &dyn bkcache_core::TagStore)
+    }
+
+    fn blob_gc(&self) -> Option<&dyn bkcache_core::BlobGc> {
+        self.rest().is_some().then_some(self as &dyn bkcache_core::BlobGc)
+    }
+}
+
+#[async_trait]
+impl bkcache_core::TagStore for GhaStore {
     /// The `scope=` names with an index in the token's write ref (needs the REST API).
     async fn tags(&self) -> Result<Vec<String>> {
         let (rest, git_ref) = self.rest_and_ref("listing index entries")?;
@@ -552,7 +563,10 @@ impl CacheStore for GhaStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl bkcache_core::BlobGc for GhaStore {
     /// The newest entry of every index key in the write ref (a signed `-sig` key is one of its
     /// own), with the blobs it references and its creation time.
     async fn tag_entries(&self) -> Result<Vec<bkcache_core::TagEntry>> {

@@ -534,6 +534,17 @@ impl CacheStore for LocalStore {
         self.digest.is_none().then(|| self.tag.clone())
     }
 
+    fn tag_store(&self) -> Option<&dyn bkcache_core::TagStore> {
+        Some(self)
+    }
+
+    fn blob_gc(&self) -> Option<&dyn bkcache_core::BlobGc> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl bkcache_core::TagStore for LocalStore {
     async fn tags(&self) -> Result<Vec<String>> {
         let index = self.blocking(|root| layout::read_index(&root)).await?;
         Ok(index
@@ -551,7 +562,10 @@ impl CacheStore for LocalStore {
         self.blocking(move |root| layout::with_index_lock(&root, || layout::remove_tag(&root, &tag).map(|_| ())))
             .await
     }
+}
 
+#[async_trait]
+impl bkcache_core::BlobGc for LocalStore {
     async fn tag_entries(&self) -> Result<Vec<bkcache_core::TagEntry>> {
         self.blocking(|root| layout::tag_entries(&root)).await
     }

@@ -553,6 +553,39 @@ impl CacheStore for RegistryStore {
         r.digest.is_none().then(|| r.tag.clone()).flatten()
     }
 
+    fn server_side(&self) -> Option<ServerSide> {
+        let r = self.client.reference();
+        Some(ServerSide {
+            service: format!("registry:{}", r.api_host()),
+            namespace: r.repository.clone(),
+        })
+    }
+
+    async fn copy_from(&self, desc: &Descriptor, source: &ServerSide) -> Result<bool> {
+        let same_service = self
+            .server_side()
+            .is_some_and(|m| m.service == source.service && m.namespace != source.namespace);
+        if !same_service {
+            return Ok(false);
+        }
+        let (status, location) = self
+            .start_upload(Some(format!("mount={}&from={}", desc.digest, source.namespace)))
+            .await?;
+        if status == StatusCode::CREATED {
+            return Ok(true);
+        }
+        // 202: the registry could not mount and opened a normal upload; cancel it.
+        self.cancel_upload(&location).await;
+        Ok(false)
+    }
+
+    fn tag_store(&self) -> Option<&dyn bkcache_core::TagStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl bkcache_core::TagStore for RegistryStore {
     async fn tags(&self) -> Result<Vec<String>> {
         let url = self.client.url("tags/list?n=10000").await?;
         let resp = self.client.send(Method::GET, &url, HeaderMap::new(), None).await?;
@@ -615,31 +648,5 @@ impl CacheStore for RegistryStore {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
             s => Err(Self::status_error("DELETE", &url, s, body_start(resp).await)),
         }
-    }
-
-    fn server_side(&self) -> Option<ServerSide> {
-        let r = self.client.reference();
-        Some(ServerSide {
-            service: format!("registry:{}", r.api_host()),
-            namespace: r.repository.clone(),
-        })
-    }
-
-    async fn copy_from(&self, desc: &Descriptor, source: &ServerSide) -> Result<bool> {
-        let same_service = self
-            .server_side()
-            .is_some_and(|m| m.service == source.service && m.namespace != source.namespace);
-        if !same_service {
-            return Ok(false);
-        }
-        let (status, location) = self
-            .start_upload(Some(format!("mount={}&from={}", desc.digest, source.namespace)))
-            .await?;
-        if status == StatusCode::CREATED {
-            return Ok(true);
-        }
-        // 202: the registry could not mount and opened a normal upload; cancel it.
-        self.cancel_upload(&location).await;
-        Ok(false)
     }
 }

@@ -587,35 +587,22 @@ impl CacheStore for S3Store {
         })
     }
 
-    /// Every object under `<prefix><blobs_prefix>` whose key ends in a digest, with its
-    /// `LastModified` (which a touch refreshes).
-    async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
-        let key_prefix = self.settings.layout.blobs_key_prefix();
-        let mut out: Vec<BlobEntry> = self
-            .list_prefix(&key_prefix)
-            .await?
-            .into_iter()
-            .filter_map(|meta| {
-                let digest = Digest::parse(meta.location.as_ref().strip_prefix(&key_prefix)?).ok()?;
-                Some(BlobEntry {
-                    digest,
-                    size: meta.size,
-                    modified: Some(GoTime::from_unix(
-                        meta.last_modified.timestamp(),
-                        meta.last_modified.timestamp_subsec_nanos(),
-                    )),
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.digest.cmp(&b.digest));
-        Ok(out)
-    }
-
     /// The first name (the one import reads).
     fn tag(&self) -> Option<String> {
         self.settings.names.first().cloned()
     }
 
+    fn tag_store(&self) -> Option<&dyn bkcache_core::TagStore> {
+        Some(self)
+    }
+
+    fn blob_gc(&self) -> Option<&dyn bkcache_core::BlobGc> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl bkcache_core::TagStore for S3Store {
     /// Every name under `<prefix><manifests_prefix>`.
     async fn tags(&self) -> Result<Vec<String>> {
         let key_prefix = self.settings.layout.manifest_key("");
@@ -640,7 +627,10 @@ impl CacheStore for S3Store {
             Err(e) => Err(self.write_error("DELETE", &key, e).await),
         }
     }
+}
 
+#[async_trait]
+impl bkcache_core::BlobGc for S3Store {
     /// Every cache config under `<prefix><manifests_prefix>` with the layer blobs it names and
     /// its `LastModified` (every export PUTs it). A config that cannot be read or parsed is an
     /// error (nothing is then collected).
@@ -675,6 +665,30 @@ impl CacheStore for S3Store {
         Ok(out)
     }
 
+    /// Every object under `<prefix><blobs_prefix>` whose key ends in a digest, with its
+    /// `LastModified` (which a touch refreshes).
+    async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
+        let key_prefix = self.settings.layout.blobs_key_prefix();
+        let mut out: Vec<BlobEntry> = self
+            .list_prefix(&key_prefix)
+            .await?
+            .into_iter()
+            .filter_map(|meta| {
+                let digest = Digest::parse(meta.location.as_ref().strip_prefix(&key_prefix)?).ok()?;
+                Some(BlobEntry {
+                    digest,
+                    size: meta.size,
+                    modified: Some(GoTime::from_unix(
+                        meta.last_modified.timestamp(),
+                        meta.last_modified.timestamp_subsec_nanos(),
+                    )),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
     async fn delete_blob(&self, digest: &Digest) -> Result<()> {
         let key = self.settings.layout.blob_key(digest);
         let path = self.path(&key)?;
@@ -691,6 +705,7 @@ impl CacheStore for S3Store {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use bkcache_core::BlobGc;
 
     #[test]
     fn helpers() {

@@ -147,9 +147,10 @@
 //! ```
 //!
 //! An annotated-config store (as s3, azblob, gha) chooses [`Family::AnnotatedConfig`] and
-//! writes [`annotated::encode_annotated`] in `commit` instead; `prune` works once
-//! [`CacheStore::tag_entries`], [`CacheStore::tags`], [`CacheStore::remove_tag`],
-//! [`CacheStore::list_blobs`] and [`CacheStore::delete_blob`] are implemented.
+//! writes [`annotated::encode_annotated`] in `commit` instead. `prune` needs the optional
+//! capabilities, visible in the types: [`TagStore`] (listing and removing tags) returned by
+//! [`CacheStore::tag_store`], and [`BlobGc`] (manifests, blob listing and deletion) returned by
+//! [`CacheStore::blob_gc`]; a store without them prunes what it can and says so.
 //!
 //! ## The contract, checked: the conformance suite
 //! [`memory::MemoryStore`] implements every method in the fewest lines: read it as the
@@ -211,7 +212,7 @@ pub use manifest::Wrapper;
 pub use media_type::MediaType;
 pub use secret::Secret;
 pub use spec::{CacheSpec, ExportOptions};
-pub use store::{BlobStream, CacheFormat, CacheStore, LoadedCache, TagEntry, VerifiedStream};
+pub use store::{BlobGc, BlobStream, CacheFormat, CacheStore, LoadedCache, TagEntry, TagStore, VerifiedStream};
 
 /// This crate's version (`bkcache --version` lists every crate's).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

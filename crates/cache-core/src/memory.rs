@@ -163,6 +163,33 @@ impl CacheStore for MemoryStore {
         })
     }
 
+    fn tag(&self) -> Option<String> {
+        Some(self.tag.clone())
+    }
+
+    fn tag_store(&self) -> Option<&dyn crate::TagStore> {
+        Some(self)
+    }
+
+    fn blob_gc(&self) -> Option<&dyn crate::BlobGc> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::TagStore for MemoryStore {
+    async fn tags(&self) -> Result<Vec<String>> {
+        Ok(self.with(|l| l.tags.keys().cloned().collect()))
+    }
+
+    async fn remove_tag(&self, tag: &str) -> Result<()> {
+        self.with(|l| l.tags.remove(tag));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::BlobGc for MemoryStore {
     async fn tag_entries(&self) -> Result<Vec<TagEntry>> {
         let tags = self.with(|l| l.tags.clone());
         Ok(tags
@@ -174,19 +201,6 @@ impl CacheStore for MemoryStore {
                 signed: false,
             })
             .collect())
-    }
-
-    fn tag(&self) -> Option<String> {
-        Some(self.tag.clone())
-    }
-
-    async fn tags(&self) -> Result<Vec<String>> {
-        Ok(self.with(|l| l.tags.keys().cloned().collect()))
-    }
-
-    async fn remove_tag(&self, tag: &str) -> Result<()> {
-        self.with(|l| l.tags.remove(tag));
-        Ok(())
     }
 
     async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {

@@ -226,61 +226,57 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
         Ok(false)
     }
 
-    /// Every cache manifest at this location (all tags of a local layout, all names under an
-    /// object store's manifests prefix, every scope of a gha ref) with the blobs it references
-    /// and when it was written, for prune. Default: not supported.
-    async fn tag_entries(&self) -> Result<Vec<TagEntry>> {
-        Err(Error::Unsupported {
-            location: self.location(),
-            operation: "listing the manifests of this location".into(),
-        })
-    }
-
-    /// Every blob some manifest at this location references, for prune's garbage collection.
-    /// Default: the union of [`CacheStore::tag_entries`].
-    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
-        Ok(self.tag_entries().await?.into_iter().flat_map(|e| e.blobs).collect())
-    }
-
     /// This store's own tag or name (what it loads and commits), when it has one.
     fn tag(&self) -> Option<String> {
         None
     }
 
-    /// The tags (local `index.json` names, registry tags, object-store names) at this location.
-    /// Default: not supported.
-    async fn tags(&self) -> Result<Vec<String>> {
-        Err(Error::Unsupported {
-            location: self.location(),
-            operation: "listing tags".into(),
-        })
+    /// The store's tag capability (listing and removing tags), when it has one: prune's
+    /// `keep_tags` and last-write `keep_duration` need it. Default: none.
+    fn tag_store(&self) -> Option<&dyn TagStore> {
+        None
     }
 
-    /// Remove one tag's cache manifest from this location (its blobs are left for prune's
-    /// garbage collection; a signature stored with it goes too). Default: not
-    /// supported.
-    async fn remove_tag(&self, _tag: &str) -> Result<()> {
-        Err(Error::Unsupported {
-            location: self.location(),
-            operation: "removing tags".into(),
-        })
+    /// The store's garbage-collection capability (manifests with their references and write
+    /// times, blob listing and deletion), when it has one: prune deletes unreferenced blobs
+    /// only through it. Default: none (a registry leaves blobs to its own GC).
+    fn blob_gc(&self) -> Option<&dyn BlobGc> {
+        None
+    }
+}
+
+/// Tags at a location (local `index.json` names, registry tags, object-store names, gha
+/// scopes): an optional capability of a [`CacheStore`] ([`CacheStore::tag_store`]).
+#[async_trait]
+pub trait TagStore: Send + Sync {
+    /// The tags at this location.
+    async fn tags(&self) -> Result<Vec<String>>;
+
+    /// Remove one tag's cache manifest (its blobs are left for garbage collection; a signature
+    /// stored with it goes too).
+    async fn remove_tag(&self, tag: &str) -> Result<()>;
+}
+
+/// Garbage collection at a location: an optional capability of a [`CacheStore`]
+/// ([`CacheStore::blob_gc`]).
+#[async_trait]
+pub trait BlobGc: Send + Sync {
+    /// Every cache manifest at this location (all tags of a local layout, all names under an
+    /// object store's manifests prefix, every scope of a gha ref) with the blobs it references
+    /// and when it was written.
+    async fn tag_entries(&self) -> Result<Vec<TagEntry>>;
+
+    /// Every blob some manifest at this location references. Default: the union of
+    /// [`BlobGc::tag_entries`].
+    async fn referenced_blobs(&self) -> Result<std::collections::HashSet<Digest>> {
+        Ok(self.tag_entries().await?.into_iter().flat_map(|e| e.blobs).collect())
     }
 
-    /// List blobs (for prune). Default: not supported.
-    async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
-        Err(Error::Unsupported {
-            location: self.location(),
-            operation: "listing blobs".into(),
-        })
-    }
+    /// Every blob at this location, with its size and when it was written or touched.
+    async fn list_blobs(&self) -> Result<Vec<BlobEntry>>;
 
-    /// Delete a blob (for prune). Default: not supported.
-    async fn delete_blob(&self, _digest: &Digest) -> Result<()> {
-        Err(Error::Unsupported {
-            location: self.location(),
-            operation: "deleting blobs".into(),
-        })
-    }
+    /// Delete a blob (absent: no error).
+    async fn delete_blob(&self, digest: &Digest) -> Result<()>;
 }
 
 /// A callback told how many bytes just went through.

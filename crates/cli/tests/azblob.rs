@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bkcache_azblob::{AzblobConfig, AzblobStore, BLOCK_SIZE};
-use bkcache_core::{CacheSpec, CacheStore, Descriptor, Digest, Direction, Env, MediaType, VerifiedStream};
+use bkcache_core::{BlobGc, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env, MediaType, VerifiedStream};
 use common::*;
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path as ObjectPath;

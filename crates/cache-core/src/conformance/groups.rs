@@ -33,29 +33,27 @@ pub(super) struct Group {
     pub run: Run,
 }
 
-fn unsupported<T>(r: crate::Result<T>) -> bool {
-    matches!(r, Err(Error::Unsupported { .. }))
-}
-
 const TAGS: Need = Need {
     has: |c| c.tags,
-    why: "the store cannot list or remove tags (tags() says Unsupported)",
-    refused: |s| Box::pin(async move { unsupported(s.tags().await) }),
+    why: "the store cannot list or remove tags (tag_store() is None)",
+    refused: |s| Box::pin(async move { s.tag_store().is_none() }),
 };
 const GC: Need = Need {
     has: |c| c.blob_gc,
-    why: "the store cannot list manifests or blobs, or delete blobs (list_blobs() says Unsupported)",
-    refused: |s| Box::pin(async move { unsupported(s.list_blobs().await) }),
+    why: "the store cannot list manifests or blobs, or delete blobs (blob_gc() is None)",
+    refused: |s| Box::pin(async move { s.blob_gc().is_none() }),
 };
 const CLOCK: Need = Need {
     has: |c| c.write_time,
     why: "the store cannot tell when a tag was written (tag_entries() gives no time)",
     refused: |s| {
         Box::pin(async move {
-            match s.tag_entries().await {
-                Err(Error::Unsupported { .. }) => true,
-                Ok(entries) => entries.iter().all(|e| e.written.is_none()),
-                Err(_) => false,
+            match s.blob_gc() {
+                None => true,
+                Some(gc) => gc
+                    .tag_entries()
+                    .await
+                    .is_ok_and(|e| e.iter().all(|e| e.written.is_none())),
             }
         })
     },
@@ -423,13 +421,16 @@ fn tags_listed_and_removed(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
         let t2 = f.open(&location, "two").map_err(err("open"))?;
         commit_layers(t1.as_ref(), "one", 50, 2).await?;
         let kept = commit_layers(t2.as_ref(), "two", 51, 2).await?;
-        let tags = t1.tags().await.map_err(err("tags"))?;
+        let tag_store = t1
+            .tag_store()
+            .ok_or("the fixture claims tags, but tag_store() is None")?;
+        let tags = tag_store.tags().await.map_err(err("tags"))?;
         check!(
             tags.contains(&"one".into()) && tags.contains(&"two".into()),
             "tags: {tags:?}"
         );
-        t1.remove_tag("one").await.map_err(err("remove_tag"))?;
-        let tags = t1.tags().await.map_err(err("tags"))?;
+        tag_store.remove_tag("one").await.map_err(err("remove_tag"))?;
+        let tags = tag_store.tags().await.map_err(err("tags"))?;
         check!(
             !tags.contains(&"one".into()) && tags.contains(&"two".into()),
             "tags after removing one: {tags:?}"
@@ -449,7 +450,10 @@ fn references_and_gc(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
         let cache = commit_layers(store.as_ref(), "gc", 60, 2).await?;
         let (orphan, ob) = layer(69, 900);
         put(store.as_ref(), &orphan, &ob).await?;
-        let referenced = store.referenced_blobs().await.map_err(err("referenced_blobs"))?;
+        let gc = store
+            .blob_gc()
+            .ok_or("the fixture claims blob GC, but blob_gc() is None")?;
+        let referenced = gc.referenced_blobs().await.map_err(err("referenced_blobs"))?;
         check!(
             cache.blobs.keys().all(|d| referenced.contains(d)),
             "a committed layer is not referenced"
@@ -458,7 +462,7 @@ fn references_and_gc(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
             !referenced.contains(&orphan.digest),
             "an unreferenced blob is reported as referenced"
         );
-        let entries = store.tag_entries().await.map_err(err("tag_entries"))?;
+        let entries = gc.tag_entries().await.map_err(err("tag_entries"))?;
         let entry = entries
             .iter()
             .find(|e| e.tag.as_deref() == Some("gc"))
@@ -467,7 +471,7 @@ fn references_and_gc(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
             cache.blobs.keys().all(|d| entry.blobs.contains(d)),
             "the tag's entry lacks a layer"
         );
-        let listed: HashSet<(Digest, u64)> = store
+        let listed: HashSet<(Digest, u64)> = gc
             .list_blobs()
             .await
             .map_err(err("list_blobs"))?
@@ -482,11 +486,10 @@ fn references_and_gc(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
                 d.size
             );
         }
-        store.delete_blob(&orphan.digest).await.map_err(err("delete_blob"))?;
+        gc.delete_blob(&orphan.digest).await.map_err(err("delete_blob"))?;
         let size = store.blob_size(&orphan.digest).await.map_err(err("blob_size"))?;
         check!(size.is_none(), "a deleted blob is still there");
-        store
-            .delete_blob(&orphan.digest)
+        gc.delete_blob(&orphan.digest)
             .await
             .map_err(err("deleting an absent blob"))?;
         check!(
@@ -503,7 +506,10 @@ fn write_time(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
         let before = GoTime::now().unix_nanos();
         commit_layers(store.as_ref(), "clock", 70, 1).await?;
         let after = GoTime::now().unix_nanos();
-        let entries = store.tag_entries().await.map_err(err("tag_entries"))?;
+        let gc = store
+            .blob_gc()
+            .ok_or("the fixture claims a write time, but blob_gc() is None")?;
+        let entries = gc.tag_entries().await.map_err(err("tag_entries"))?;
         let written = entries
             .iter()
             .find(|e| e.tag.as_deref() == Some("clock"))

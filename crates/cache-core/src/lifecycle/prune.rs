@@ -14,7 +14,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::gojson::GoTime;
 use crate::manifest::encode_manifest;
-use crate::store::{BlobEntry, CacheFormat, CacheStore, LoadedCache, TagEntry};
+use crate::store::{BlobEntry, CacheFormat, CacheStore, LoadedCache, TagEntry, TagStore};
 
 /// What prune does with one tag (name, scope) at the location.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -118,7 +118,7 @@ pub async fn prune(
             report.notes.extend(committed.warnings);
         }
         Own::Remove => match &plan.own_tag {
-            Some(t) => store.remove_tag(t).await?,
+            Some(t) => tag_store(store)?.remove_tag(t).await?,
             None => report
                 .notes
                 .push("every result was dropped, but this location has no tag to remove".into()),
@@ -126,13 +126,14 @@ pub async fn prune(
         Own::Unchanged => {}
     }
     for tag in &plan.remove {
-        store.remove_tag(tag).await?;
+        tag_store(store)?.remove_tag(tag).await?;
     }
     if plan.delete.is_empty() {
         return Ok(report);
     }
     // A manifest written since the plan was made wins over the plan.
-    let now_referenced = store.referenced_blobs().await?;
+    let gc = store.blob_gc().ok_or_else(|| unsupported(store, "deleting blobs"))?;
+    let now_referenced = gc.referenced_blobs().await?;
     report.deleted.clear();
     report.blobs_deleted = 0;
     report.bytes_freed = 0;
@@ -143,7 +144,7 @@ pub async fn prune(
                 .push(format!("{}: referenced again meanwhile; kept", blob.digest));
             continue;
         }
-        store.delete_blob(&blob.digest).await?;
+        gc.delete_blob(&blob.digest).await?;
         report.blobs_deleted += 1;
         report.bytes_freed += blob.size;
         report.deleted.push(blob.digest);
@@ -166,10 +167,13 @@ async fn make_plan(
         Err(e) if e.is_not_found() && !per_result => None,
         Err(e) => return Err(e),
     };
-    let entries = match store.tag_entries().await {
-        Ok(e) => Some(e),
-        Err(Error::Unsupported { .. }) => None,
-        Err(e) => return Err(e),
+    let entries = match store.blob_gc() {
+        None => None,
+        Some(gc) => match gc.tag_entries().await {
+            Ok(e) => Some(e),
+            Err(Error::Unsupported { .. }) => None,
+            Err(e) => return Err(e),
+        },
     };
     let now = policy.now.unwrap_or_else(GoTime::now);
     let by_write = policy.keep_duration.filter(|_| policy.age_by == AgeBy::LastWrite);
@@ -214,7 +218,8 @@ async fn make_plan(
         return Ok(plan);
     };
     plan.referenced_after = referenced_after(&entries, &plan)?;
-    plan.delete = deletions(store.list_blobs().await?, &plan.referenced_after, min_age, report);
+    let gc = store.blob_gc().ok_or_else(|| unsupported(store, "listing blobs"))?;
+    plan.delete = deletions(gc.list_blobs().await?, &plan.referenced_after, min_age, report);
     Ok(plan)
 }
 
@@ -307,6 +312,18 @@ fn deletions(
     delete
 }
 
+fn unsupported(store: &dyn CacheStore, operation: &str) -> Error {
+    Error::Unsupported {
+        location: store.location(),
+        operation: operation.into(),
+    }
+}
+
+/// The store's tags, or [`Error::Unsupported`].
+fn tag_store(store: &dyn CacheStore) -> Result<&dyn TagStore> {
+    store.tag_store().ok_or_else(|| unsupported(store, "removing tags"))
+}
+
 /// Every tag at the location with its write time and whether it is signed; only the own tag
 /// where the store cannot list.
 async fn tag_list(
@@ -335,12 +352,10 @@ async fn tag_list(
             ),
         });
     }
-    let names = match store.tags().await {
-        Ok(t) => t,
-        Err(Error::Unsupported { .. }) if policy.keep_tags.is_none() => {
-            own_tag.map(str::to_owned).into_iter().collect()
-        }
-        Err(e) => return Err(e),
+    let names = match store.tag_store() {
+        Some(tags) => tags.tags().await?,
+        None if policy.keep_tags.is_none() => own_tag.map(str::to_owned).into_iter().collect(),
+        None => return Err(unsupported(store, "listing tags (--keep-tags)")),
     };
     Ok(names.into_iter().map(|t| (t, None, false)).collect())
 }
