@@ -316,3 +316,79 @@ fn json_output_of_every_fixture_is_pinned() {
     }
     assert!(mismatches.is_empty(), "JSON output changed:\n{}", mismatches.join("\n"));
 }
+
+/// Every field path of every `--json` output, with its JSON type, pinned in
+/// `tests/golden/json-schema.txt` (the README's "stable: fields may be added, never renamed or
+/// removed", checked). A new field is added to the file with `BKCACHE_BLESS=1`; a renamed or
+/// removed one fails here.
+#[test]
+fn the_json_schema_of_every_command_is_pinned() {
+    fn paths(prefix: &str, v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    paths(&format!("{prefix}.{k}"), v, out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                out.insert(format!("{prefix}: array"));
+                for v in a {
+                    paths(&format!("{prefix}[]"), v, out);
+                }
+            }
+            other => {
+                let t = match other {
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Bool(_) => "bool",
+                    serde_json::Value::Number(_) => "number",
+                    _ => "string",
+                };
+                out.insert(format!("{prefix}: {t}"));
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let max = src(&fixture_cache("local-max"));
+    let two = tmp.path().join("two");
+    copy_tree(&fixture_cache("local-two-tags"), &two);
+    let feature = format!("{},tag=feature", src(&two));
+    let out = dest(&tmp.path().join("copy"), "mode=max");
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        ("inspect", vec!["inspect", &max, "--json"]),
+        ("verify", vec!["verify", &max, "--json"]),
+        ("copy", vec!["copy", "--from", &max, "--to", &out, "--json"]),
+        ("diff", vec!["diff", &max, &feature, "--json"]),
+        ("scan", vec!["scan", &max, "--json"]),
+        (
+            "prune",
+            vec![
+                "prune",
+                &feature,
+                "--keep-storage",
+                "3kB",
+                "--min-age",
+                "0s",
+                "--dry-run",
+                "--json",
+            ],
+        ),
+        ("backends", vec!["backends", "--json"]),
+    ];
+    let mut all = std::collections::BTreeSet::new();
+    for (name, args) in runs {
+        paths(name, &bkcache(&args).ok().json(), &mut all);
+    }
+    let text: String = all.into_iter().map(|l| l + "\n").collect();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/json-schema.txt");
+    if std::env::var_os("BKCACHE_BLESS").is_some() {
+        std::fs::write(&file, &text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&file).unwrap();
+    let missing: Vec<&str> = want.lines().filter(|l| !text.lines().any(|t| t == *l)).collect();
+    assert!(
+        missing.is_empty(),
+        "JSON fields renamed or removed (or their type changed):\n{}",
+        missing.join("\n")
+    );
+}
