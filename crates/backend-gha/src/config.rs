@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use bkcache_core::attrs::Attrs;
 use bkcache_core::factory::{Applies, AttributeDoc};
 use bkcache_core::{CacheSpec, Digest, Direction, Env, Error, Result};
 
@@ -278,16 +279,10 @@ impl GhaConfig {
             hint: hint.into(),
         };
         let token_scopes = token_scopes(&token, origin)?;
-        let timeout_text = attr(spec, "timeout").unwrap_or("10m").to_owned();
-        let timeout = match attr(spec, "timeout") {
-            Some(t) => parse_go_duration(t).ok_or_else(|| Error::InvalidValue {
-                attribute: "timeout".into(),
-                value: t.into(),
-                allowed: "expected a Go duration such as 90s, 10m or 1h30m".into(),
-            })?,
-            None => DEFAULT_TIMEOUT,
-        };
-        let ghtoken = attr(spec, "ghtoken").map(|t| Secret::new(t.to_owned()));
+        let a = Attrs::new(spec, direction, env);
+        let timeout_text = a.text("timeout", "10m");
+        let timeout = a.go_duration("timeout", DEFAULT_TIMEOUT)?;
+        let ghtoken = a.secret("ghtoken");
         let repository = attr(spec, "repository")
             .map(str::to_owned)
             .or_else(|| ghtoken.as_ref().and(env.var("GITHUB_REPOSITORY")).map(str::to_owned));
@@ -313,7 +308,7 @@ impl GhaConfig {
             .trim_end_matches('/')
             .to_owned();
         Ok(GhaConfig {
-            scope: attr(spec, "scope").unwrap_or(DEFAULT_SCOPE).to_owned(),
+            scope: a.text("scope", DEFAULT_SCOPE),
             api,
             url: base,
             token: Secret::new(token),

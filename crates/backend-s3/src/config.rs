@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bkcache_core::attrs::Attrs;
 use bkcache_core::factory::printable_value;
 use bkcache_core::spec::parse_go_bool;
 use bkcache_core::{CacheSpec, Digest, Direction, Env, Error, GoTime, Result};
@@ -109,18 +110,6 @@ pub fn parse_go_duration(attribute: &str, value: &str) -> Result<Duration> {
             "expected a non-negative Go duration such as 24h, 1h30m, 90s, 1.5h or 500ms (units ns, us, ms, s, m, h)"
                 .into(),
     })
-}
-
-fn positive(attribute: &str, value: &str, what: &str) -> Result<usize> {
-    value
-        .parse::<usize>()
-        .ok()
-        .filter(|n| *n >= 1)
-        .ok_or_else(|| Error::InvalidValue {
-            attribute: attribute.to_owned(),
-            value: value.to_owned(),
-            allowed: format!("{attribute} must be a positive integer ({what})"),
-        })
 }
 
 /// A parsed S3 endpoint (`endpoint_url=` or `$AWS_ENDPOINT_URL_S3` / `$AWS_ENDPOINT_URL`).
@@ -269,61 +258,44 @@ impl fmt::Debug for Endpoint {
 impl Settings {
     /// Parse a spec, with BuildKit's defaults and `$AWS_*` fallbacks.
     pub fn from_spec(spec: &CacheSpec, direction: Direction, env: &Env) -> Result<Settings> {
-        let attr = |k: &str| spec.get(k).filter(|v| !v.is_empty());
-        let bucket = attr("bucket")
-            .or_else(|| env.var("AWS_BUCKET"))
-            .ok_or_else(|| Error::MissingAttribute {
-                kind: "s3".into(),
-                attribute: "bucket".into(),
-                direction: direction.describe().into(),
-                hint: "bucket ($AWS_BUCKET) not set for s3 cache: add bucket=<name> or set AWS_BUCKET".into(),
-            })?
-            .to_owned();
-        let region = attr("region")
-            .or_else(|| env.var("AWS_REGION"))
-            .ok_or_else(|| Error::MissingAttribute {
-                kind: "s3".into(),
-                attribute: "region".into(),
-                direction: direction.describe().into(),
-                hint:
-                    "region ($AWS_REGION) not set for s3 cache: add region=<region> (e.g. us-east-1) or set AWS_REGION"
-                        .into(),
-            })?
-            .to_owned();
-        let (layout, names) = layout_and_names(spec)?;
-        let touch_refresh = match attr("touch_refresh") {
-            Some(v) => parse_go_duration("touch_refresh", v)?,
-            None => DEFAULT_TOUCH_REFRESH,
-        };
-        let endpoint = match attr("endpoint_url") {
+        let a = Attrs::new(spec, direction, env);
+        let bucket = a.required(
+            "bucket",
+            &["AWS_BUCKET"],
+            "bucket ($AWS_BUCKET) not set for s3 cache: add bucket=<name> or set AWS_BUCKET",
+        )?;
+        let region = a.required(
+            "region",
+            &["AWS_REGION"],
+            "region ($AWS_REGION) not set for s3 cache: add region=<region> (e.g. us-east-1) or set AWS_REGION",
+        )?;
+        let (layout, names) = layout_and_names(spec, &a)?;
+        let touch_refresh = a.go_duration("touch_refresh", DEFAULT_TOUCH_REFRESH)?;
+        let endpoint = match a.get("endpoint_url") {
             Some(v) => Some(parse_endpoint("endpoint_url", v)?),
             None => match env.var("AWS_ENDPOINT_URL_S3").or_else(|| env.var("AWS_ENDPOINT_URL")) {
                 Some(v) => Some(parse_endpoint("$AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL", v)?),
                 None => None,
             },
         };
-        let use_path_style = match attr("use_path_style") {
-            Some(v) => parse_go_bool("use_path_style", v)?,
-            None => false,
-        };
+        let use_path_style = a.go_bool("use_path_style", false)?;
         // Virtual-hosted style needs `<bucket>.<host>` to resolve and to match the TLS
         // certificate: path style for IP endpoints and for dotted bucket names over HTTPS.
         let path_style = use_path_style
             || endpoint.as_ref().is_some_and(|e| e.is_ip)
             || (bucket.contains('.') && endpoint.as_ref().is_none_or(|e| e.scheme == "https"));
-        let upload_parallelism = match attr("upload_parallelism") {
-            Some(v) => positive("upload_parallelism", v, "blobs uploaded at once")?,
-            None => DEFAULT_UPLOAD_PARALLELISM,
-        };
-        let retry_max_attempts = match attr("retry_max_attempts") {
-            Some(v) => positive("retry_max_attempts", v, "attempts per request, including the first")?,
-            None => DEFAULT_RETRY_MAX_ATTEMPTS,
-        };
+        let upload_parallelism = a.positive(
+            "upload_parallelism",
+            DEFAULT_UPLOAD_PARALLELISM,
+            "blobs uploaded at once",
+        )?;
+        let retry_max_attempts = a.positive(
+            "retry_max_attempts",
+            DEFAULT_RETRY_MAX_ATTEMPTS,
+            "attempts per request, including the first",
+        )?;
         check_accepted_only(spec)?;
-        let import_all_names = match attr("import_all_names") {
-            Some(v) => parse_go_bool("import_all_names", v)?,
-            None => false,
-        };
+        let import_all_names = a.go_bool("import_all_names", false)?;
         let credentials = resolve_credentials(spec, env)?;
         Ok(Settings {
             bucket,
@@ -343,27 +315,13 @@ impl Settings {
 }
 
 /// The key layout and the names, every key they make checked to be addressable exactly.
-fn layout_and_names(spec: &CacheSpec) -> Result<(S3Layout, Vec<String>)> {
+fn layout_and_names(spec: &CacheSpec, attrs: &Attrs) -> Result<(S3Layout, Vec<String>)> {
     let layout = S3Layout::new(
         spec.get("prefix").unwrap_or(""),
         spec.get("blobs_prefix").unwrap_or("blobs/"),
         spec.get("manifests_prefix").unwrap_or("manifests/"),
     );
-    let names: Vec<String> = spec
-        .get("name")
-        .unwrap_or(DEFAULT_NAME)
-        .split(';')
-        .map(str::to_owned)
-        .collect();
-    if let Some(v) = spec.get("name") {
-        if names.iter().any(String::is_empty) {
-            return Err(Error::InvalidValue {
-                attribute: "name".into(),
-                value: v.to_owned(),
-                allowed: "one or more non-empty names separated by ';', e.g. main or main;alt".into(),
-            });
-        }
-    }
+    let names = attrs.names("name", DEFAULT_NAME)?;
     // Every key this store will use must be addressable exactly.
     let sample = Digest::of_bytes(b"");
     key_path(

@@ -15,6 +15,7 @@
 //! | [`manifest`] | image manifest / OCI index / Docker list: detect, encode, decode |
 //! | [`annotated`] | the gha/s3/azblob annotated-config form |
 //! | [`spec`] | buildx `--cache-from`/`--cache-to` parsing, [`ExportOptions`] |
+//! | [`attrs`] | [`attrs::Attrs`]: a backend's attributes, typed, with env fallback |
 //! | [`store`], [`factory`] | the backend traits, [`VerifiedStream`] |
 //! | [`transfer`] | [`transfer::copy`]: the copy engine |
 //! | [`inspect`] | summaries and verification |
@@ -177,6 +178,7 @@
 //! Recompression (`force-compression`) needs scratch space from the caller ([`compression::Scratch`]).
 
 pub mod annotated;
+pub mod attrs;
 pub mod cache;
 pub mod compression;
 pub mod config;

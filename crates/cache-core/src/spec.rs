@@ -472,6 +472,39 @@ impl ExportOptions {
 mod tests {
     use super::*;
 
+    /// Malformed options, each refused with a message naming what is wrong (the CLI maps these
+    /// to exit 2; `crates/cli/tests/bad_input.rs` checks that end to end).
+    #[test]
+    fn malformed_options_say_what_is_wrong() {
+        for (input, says) in [
+            ("type=local,src=\"unterminated", "bare \""),
+            ("type=local,src=a\"b", "bare \""),
+            ("type=local,src", "every field must be key=value"),
+            ("=x", "type required"),
+            ("type=", "type required"),
+            ("[{\"type\":\"local\"", "invalid JSON cache option"),
+            ("[1,2]", "must be an object"),
+            ("{}", "type required"),
+            (
+                "{\"type\":[\"local\"]}",
+                "JSON cache option \"type\" is an array; every value must be a string",
+            ),
+            (
+                "{\"type\":\"local\",\"src\":\"/x\",\"tag\":7}",
+                "\"tag\" is a number; every value must be a string (write \"7\")",
+            ),
+        ] {
+            let e = CacheSpec::parse(input).unwrap_err();
+            assert!(matches!(e, Error::Spec { .. }), "{input}: {e:?}");
+            assert!(e.to_string().contains(says), "{input}: {e}");
+        }
+        // Nothing, or only separators, is no cache at all (the caller decides whether that is
+        // an error).
+        for input in ["", ",,,", "[]"] {
+            assert!(CacheSpec::parse(input).unwrap().is_empty(), "{input}");
+        }
+    }
+
     fn check(input: &str, expected: &[&str]) {
         let got: Vec<String> = CacheSpec::parse(input)
             .unwrap_or_else(|e| panic!("{input}: {e}"))

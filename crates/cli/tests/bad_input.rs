@@ -124,14 +124,8 @@ fn malformed_and_mistyped_cache_options() {
     let bad_utf = format!("type=local,src={}", "\u{feff}\u{202e}x");
     let cases: Vec<(Vec<String>, i32, &[&str])> = vec![
         (args(&["inspect", "type=local,src=\"unterminated"]), 2, &["bare \""]),
-        (args(&["inspect", "type=local,src=a\"b"]), 2, &["bare \""]),
-        (
-            args(&["inspect", "type=local,src"]),
-            2,
-            &["every field must be key=value"],
-        ),
-        (args(&["inspect", "=x"]), 2, &["type required"]),
-        (args(&["inspect", "type="]), 2, &["type required"]),
+        // The other malformed strings are unit tests of the parser (cache-core `spec.rs`); the
+        // ones here show the CLI's exit code and message for each kind of input.
         (args(&["inspect", ",,,"]), 2, &["expected exactly one cache, got 0"]),
         (args(&["inspect", ""]), 2, &["expected exactly one cache, got 0"]),
         (
@@ -139,8 +133,6 @@ fn malformed_and_mistyped_cache_options() {
             2,
             &["invalid JSON cache option"],
         ),
-        (args(&["inspect", "[1,2]"]), 2, &["must be an object"]),
-        (args(&["inspect", "{}"]), 2, &["type required"]),
         (args(&["inspect", "[]"]), 2, &["expected exactly one cache, got 0"]),
         (
             args(&[
@@ -149,11 +141,6 @@ fn malformed_and_mistyped_cache_options() {
             ]),
             2,
             &["expected exactly one cache, got 2"],
-        ),
-        (
-            args(&["inspect", "{\"type\":[\"local\"]}"]),
-            2,
-            &["JSON cache option \"type\" is an array; every value must be a string"],
         ),
         (
             args(&["inspect", "{\"type\":\"local\",\"src\":\"/x\",\"tag\":7}"]),
