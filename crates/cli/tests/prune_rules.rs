@@ -60,6 +60,16 @@ fn age_local_tag(dir: &Path, tag: &str, days: u64) {
         .unwrap();
 }
 
+/// The digests a prune report says it deletes.
+fn deleted_of(report: &Value) -> BTreeSet<String> {
+    report["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn without_dry_run(mut v: Value) -> Value {
     v.as_object_mut().unwrap().remove("dry_run");
     v
@@ -87,12 +97,7 @@ fn dry_equals_real_local(dir: &Path, spec: &str, policy: &[&str]) -> Value {
         .difference(&after)
         .map(|p| format!("sha256:{}", p.file_name().unwrap().to_string_lossy()))
         .collect();
-    let listed: BTreeSet<String> = dry["deleted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap().to_owned())
-        .collect();
+    let listed = deleted_of(&dry);
     assert_eq!(gone, listed, "{policy:?}: deleted blobs");
     assert!(
         dry["blobs_deleted"].as_u64().unwrap() > 0,
@@ -316,12 +321,7 @@ fn dry_equals_real_s3(ep: &str, bucket: &str, spec: &str, policy: &[&str]) -> Va
         .filter(|k| !after.contains_key(*k) && k.starts_with("blobs/"))
         .map(|k| k.trim_start_matches("blobs/").to_owned())
         .collect();
-    let listed: BTreeSet<String> = dry["deleted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap().to_owned())
-        .collect();
+    let listed = deleted_of(&dry);
     assert_eq!(gone, listed, "{policy:?}: deleted blobs");
     assert!(!listed.is_empty(), "{policy:?}: the case deletes something");
     real

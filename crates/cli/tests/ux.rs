@@ -89,20 +89,7 @@ fn copy_verify_and_prune_append_a_job_summary() {
     assert!(text.contains(&row), "{row} in\n{text}");
 
     with_summary(&summary, &["verify", &src(&target)]).ok();
-    with_summary(
-        &summary,
-        &[
-            "prune",
-            &src(&target),
-            "--keep-storage",
-            "5kB",
-            "--min-age",
-            "0s",
-            "--dry-run",
-        ],
-    )
-    .ok();
-    let prune = bkcache(&[
+    let dry_prune = [
         "prune",
         &src(&target),
         "--keep-storage",
@@ -110,10 +97,9 @@ fn copy_verify_and_prune_append_a_job_summary() {
         "--min-age",
         "0s",
         "--dry-run",
-        "--json",
-    ])
-    .ok()
-    .json();
+    ];
+    with_summary(&summary, &dry_prune).ok();
+    let prune = bkcache(&[&dry_prune[..], &["--json"]].concat()).ok().json();
     let text = std::fs::read_to_string(&summary).unwrap();
     let verify_at = text.find("### bkcache verify").unwrap();
     assert!(
