@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bkcache_core::annotated::{decode_annotated, encode_annotated};
+use bkcache_core::annotated::{commit_configs, config_tag_entries, load_configs, ConfigObjects};
 use bkcache_core::factory::{Applies, AttributeDoc};
-use bkcache_core::store::{sizes_by_listing, BlobEntry, CachePart, Committed};
+use bkcache_core::store::{sizes_by_listing, BlobEntry, Committed};
 use bkcache_core::{
     AbstractCache, BackendFactory, BlobStream, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env, Error,
-    ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
+    ExportOptions, Family, GoTime, LoadedCache, Result, VerifiedStream,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -277,7 +277,7 @@ impl AzblobStore {
         Ok(names)
     }
 
-    async fn read_config(&self, name: &str) -> Result<Option<(String, Vec<u8>)>> {
+    async fn read_named_config(&self, name: &str) -> Result<Option<(String, Vec<u8>)>> {
         let key = self.config.manifest_key(name);
         let path = key_path(&key)?;
         let op = format!("read cache config {key}");
@@ -350,37 +350,9 @@ impl CacheStore for AzblobStore {
         error.is_transient_by(AzblobError::is_transient)
     }
 
+    /// Every name, read in parallel and merged, as BuildKit's azblob importer does.
     async fn load(&self) -> Result<Option<LoadedCache>> {
-        let read = futures::future::try_join_all(self.config.names.iter().map(|n| self.read_config(n))).await?;
-        let (mut caches, mut warnings, mut first, mut parts) = (Vec::new(), Vec::new(), None, Vec::new());
-        let mut missing = Vec::new();
-        for (name, found) in self.config.names.iter().zip(read) {
-            let Some((key, bytes)) = found else {
-                missing.push(name);
-                continue;
-            };
-            let what = format!("cache config {key} in {}", self.config.location());
-            let (cache, w) = decode_annotated(&bytes, &what)?;
-            first.get_or_insert_with(|| Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes));
-            parts.push(CachePart::of(key.clone(), name.clone(), &bytes, &cache));
-            caches.push(cache);
-            warnings.extend(w);
-        }
-        let Some(manifest) = first else {
-            return Ok(None);
-        };
-        for name in missing {
-            warnings.push(format!(
-                "name {name:?} has no cache config ({}); the other names were imported",
-                self.config.manifest_key(name)
-            ));
-        }
-        Ok(Some(LoadedCache::annotated(
-            AbstractCache::merge(caches),
-            manifest,
-            warnings,
-            parts,
-        )))
+        load_configs(self, &self.config.names, true).await
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
@@ -444,23 +416,9 @@ impl CacheStore for AzblobStore {
     }
 
     async fn commit(&self, cache: &AbstractCache, _options: &ExportOptions) -> Result<Committed> {
-        let bytes = encode_annotated(cache)?;
-        let desc = Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes);
         self.ensure_container().await?;
-        let payload = PutPayload::from(Bytes::from(bytes));
         // Every name, after every blob; last writer wins, as BuildKit's Upload.
-        for name in &self.config.names {
-            let key = self.config.manifest_key(name);
-            self.store
-                .put_opts(&key_path(&key)?, payload.clone(), PutOptions::from(PutMode::Overwrite))
-                .await
-                .map_err(|e| self.store_err(&format!("write cache config {key}"), e))?;
-        }
-        Ok(Committed {
-            manifest: Some(desc),
-            skipped: false,
-            warnings: Vec::new(),
-        })
+        commit_configs(self, &self.config.names, cache).await
     }
 
     /// One listing of the blobs directory (5000 names a page) instead of a HEAD per blob, as
@@ -507,24 +465,10 @@ impl bkcache_core::TagStore for AzblobStore {
 
 #[async_trait]
 impl bkcache_core::BlobGc for AzblobStore {
-    /// Every cache config under `prefix/manifests_prefix` with the layer blobs it names and
-    /// its `Last-Modified` (every export writes it).
+    /// Every name's config with the layer blobs it names and its `Last-Modified` (every
+    /// export writes it).
     async fn tag_entries(&self) -> Result<Vec<bkcache_core::TagEntry>> {
-        let mut out = Vec::new();
-        for (name, written) in self.list_names().await? {
-            let Some((key, bytes)) = self.read_config(&name).await? else {
-                continue;
-            };
-            let what = format!("cache config {key} in {}", self.config.location());
-            let config = bkcache_core::CacheConfig::from_slice(&bytes, &what)?;
-            out.push(bkcache_core::TagEntry {
-                tag: Some(name),
-                blobs: config.layers.into_iter().map(|l| l.blob).collect(),
-                written: Some(written),
-                signed: false,
-            });
-        }
-        Ok(out)
+        config_tag_entries(self).await
     }
 
     async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
@@ -539,6 +483,40 @@ impl bkcache_core::BlobGc for AzblobStore {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.store_err(&format!("delete blob {key}"), e)),
         }
+    }
+}
+
+/// The cache configs under `prefix/manifests_prefix`: the object I/O of core's shared
+/// annotated-config layer.
+#[async_trait]
+impl ConfigObjects for AzblobStore {
+    fn config_location(&self, name: &str) -> String {
+        format!("{} in {}", self.config.manifest_key(name), self.config.location())
+    }
+
+    fn part_name(&self, name: &str) -> String {
+        self.config.manifest_key(name)
+    }
+
+    async fn read_config(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.read_named_config(name).await?.map(|(_, bytes)| bytes))
+    }
+
+    async fn write_config(&self, name: &str, bytes: Bytes) -> Result<()> {
+        let key = self.config.manifest_key(name);
+        self.store
+            .put_opts(
+                &key_path(&key)?,
+                PutPayload::from(bytes),
+                PutOptions::from(PutMode::Overwrite),
+            )
+            .await
+            .map_err(|e| self.store_err(&format!("write cache config {key}"), e))?;
+        Ok(())
+    }
+
+    async fn list_configs(&self) -> Result<Vec<(String, GoTime)>> {
+        self.list_names().await
     }
 }
 

@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bkcache_core::annotated::{decode_annotated, encode_annotated};
+use bkcache_core::annotated::{commit_configs, config_tag_entries, load_configs, ConfigObjects};
 use bkcache_core::factory::{Applies, AttributeDoc};
 use bkcache_core::store::{sizes_by_listing, BlobEntry, Committed};
 use bkcache_core::{
     AbstractCache, BackendFactory, BlobStream, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env, Error,
-    ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
+    ExportOptions, Family, GoTime, LoadedCache, Result, VerifiedStream,
 };
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -437,39 +437,13 @@ impl CacheStore for S3Store {
     /// `import_all_names=true`, merged); a missing object is no cache, a missing bucket an error.
     async fn load(&self) -> Result<Option<LoadedCache>> {
         let s = &self.settings;
+        // BuildKit reads the first name; `import_all_names=true` merges every one.
         let names = if s.import_all_names {
             &s.names[..]
         } else {
             &s.names[..1]
         };
-        let mut caches = Vec::new();
-        let mut warnings = Vec::new();
-        let mut manifest: Option<Descriptor> = None;
-        for name in names {
-            let key = s.layout.manifest_key(name);
-            match self.get_document(&key).await? {
-                Some(bytes) => {
-                    let what = format!("cache config s3://{}/{key}", s.bucket);
-                    let (cache, w) = decode_annotated(&bytes, &what)?;
-                    manifest.get_or_insert_with(|| Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes));
-                    warnings.extend(w);
-                    caches.push(cache);
-                }
-                None if names.len() > 1 => {
-                    warnings.push(format!("no cache config at s3://{}/{key}; skipped", s.bucket))
-                }
-                None => {}
-            }
-        }
-        let Some(manifest) = manifest else {
-            return Ok(None);
-        };
-        let cache = if caches.len() == 1 {
-            caches.remove(0)
-        } else {
-            AbstractCache::merge(caches)
-        };
-        Ok(Some(LoadedCache::annotated(cache, manifest, warnings, Vec::new())))
+        load_configs(self, names, false).await
     }
 
     /// HEAD the blob. At an export target, also notes whether it is older than `touch_refresh`
@@ -562,8 +536,6 @@ impl CacheStore for S3Store {
     /// Check every blob is present (HEAD for any `blob_size` did not see), touch the ones older
     /// than `touch_refresh`, then write the annotated cache config under every name, last.
     async fn commit(&self, cache: &AbstractCache, _options: &ExportOptions) -> Result<Committed> {
-        let bytes = Bytes::from(encode_annotated(cache)?);
-        let desc = Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes);
         let touched: Vec<bool> = futures::stream::iter(cache.blobs.values().cloned())
             .map(|d| async move { self.refresh(&d).await })
             .buffer_unordered(self.settings.upload_parallelism)
@@ -573,18 +545,7 @@ impl CacheStore for S3Store {
         if touched > 0 {
             tracing::info!(touched, "refreshed LastModified of blobs older than touch_refresh");
         }
-        for name in &self.settings.names {
-            let key = self.settings.layout.manifest_key(name);
-            let path = self.path(&key)?;
-            if let Err(e) = self.s3.put(&path, PutPayload::from(bytes.clone())).await {
-                return Err(self.write_error("PUT", &key, e).await);
-            }
-        }
-        Ok(Committed {
-            manifest: Some(desc),
-            skipped: false,
-            warnings: Vec::new(),
-        })
+        commit_configs(self, &self.settings.names, cache).await
     }
 
     /// The first name (the one import reads).
@@ -605,16 +566,7 @@ impl CacheStore for S3Store {
 impl bkcache_core::TagStore for S3Store {
     /// Every name under `<prefix><manifests_prefix>`.
     async fn tags(&self) -> Result<Vec<String>> {
-        let key_prefix = self.settings.layout.manifest_key("");
-        let mut names: Vec<String> = self
-            .list_prefix(&key_prefix)
-            .await?
-            .into_iter()
-            .filter_map(|m| m.location.as_ref().strip_prefix(&key_prefix).map(str::to_owned))
-            .filter(|n| !n.is_empty())
-            .collect();
-        names.sort();
-        Ok(names)
+        Ok(self.list_configs().await?.into_iter().map(|(n, _)| n).collect())
     }
 
     /// Delete `<prefix><manifests_prefix><tag>` (its blobs are left to garbage collection).
@@ -635,34 +587,7 @@ impl bkcache_core::BlobGc for S3Store {
     /// its `LastModified` (every export PUTs it). A config that cannot be read or parsed is an
     /// error (nothing is then collected).
     async fn tag_entries(&self) -> Result<Vec<bkcache_core::TagEntry>> {
-        let key_prefix = self.settings.layout.manifest_key("");
-        let mut out = Vec::new();
-        for meta in self.list_prefix(&key_prefix).await? {
-            let Some(name) = meta
-                .location
-                .as_ref()
-                .strip_prefix(&key_prefix)
-                .filter(|n| !n.is_empty())
-            else {
-                continue;
-            };
-            let key = self.settings.layout.manifest_key(name);
-            let Some(bytes) = self.get_document(&key).await? else {
-                continue;
-            };
-            let what = format!("cache config s3://{}/{key}", self.settings.bucket);
-            let config = bkcache_core::CacheConfig::from_slice(&bytes, &what)?;
-            out.push(bkcache_core::TagEntry {
-                tag: Some(name.to_owned()),
-                blobs: config.layers.into_iter().map(|l| l.blob).collect(),
-                written: Some(GoTime::from_unix(
-                    meta.last_modified.timestamp(),
-                    meta.last_modified.timestamp_subsec_nanos(),
-                )),
-                signed: false,
-            });
-        }
-        Ok(out)
+        config_tag_entries(self).await
     }
 
     /// Every object under `<prefix><blobs_prefix>` whose key ends in a digest, with its
@@ -698,6 +623,56 @@ impl bkcache_core::BlobGc for S3Store {
             Err(object_store::Error::NotFound { .. }) => self.absent().await,
             Err(e) => Err(self.write_error("DELETE", &key, e).await),
         }
+    }
+}
+
+/// The cache configs under `<prefix><manifests_prefix>`: the object I/O of core's shared
+/// annotated-config layer.
+#[async_trait]
+impl ConfigObjects for S3Store {
+    fn config_location(&self, name: &str) -> String {
+        format!(
+            "s3://{}/{}",
+            self.settings.bucket,
+            self.settings.layout.manifest_key(name)
+        )
+    }
+
+    async fn read_config(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.get_document(&self.settings.layout.manifest_key(name)).await
+    }
+
+    async fn write_config(&self, name: &str, bytes: Bytes) -> Result<()> {
+        let key = self.settings.layout.manifest_key(name);
+        let path = self.path(&key)?;
+        match self.s3.put(&path, PutPayload::from(bytes)).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.write_error("PUT", &key, e).await),
+        }
+    }
+
+    /// Every name with its `LastModified` (every export PUTs it).
+    async fn list_configs(&self) -> Result<Vec<(String, GoTime)>> {
+        let key_prefix = self.settings.layout.manifest_key("");
+        let mut names: Vec<(String, GoTime)> = self
+            .list_prefix(&key_prefix)
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                let name = m
+                    .location
+                    .as_ref()
+                    .strip_prefix(&key_prefix)
+                    .filter(|n| !n.is_empty())?;
+                let t = m.last_modified;
+                Some((
+                    name.to_owned(),
+                    GoTime::from_unix(t.timestamp(), t.timestamp_subsec_nanos()),
+                ))
+            })
+            .collect();
+        names.sort();
+        Ok(names)
     }
 }
 
@@ -763,7 +738,7 @@ mod tests {
         let bytes: Vec<u8> = (0..(12u32 << 20))
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        let desc = Descriptor::of_bytes(MediaType::OciLayer, &bytes);
+        let desc = Descriptor::of_bytes(bkcache_core::MediaType::OciLayer, &bytes);
         store
             .put_blob(&desc, VerifiedStream::from_bytes(&desc, Bytes::from(bytes.clone())))
             .await

@@ -63,3 +63,111 @@ pub fn decode_annotated(bytes: &[u8], what: &str) -> Result<(AbstractCache, Warn
     }
     AbstractCache::from_config(&config, |d| descs.get(d).cloned())
 }
+
+/// The cache configs of an annotated-config location (s3, azblob): one object per name under a
+/// manifests prefix. A backend supplies this object I/O; loading, committing and the tag and
+/// garbage-collection views are shared ([`load_configs`], [`commit_configs`],
+/// [`config_tag_entries`]).
+#[async_trait::async_trait]
+pub trait ConfigObjects: Send + Sync {
+    /// Where a name's config lives, for messages (no secrets), e.g. `s3://bucket/manifests/main`.
+    fn config_location(&self, name: &str) -> String;
+    /// What [`crate::store::CachePart::name`] says for a name's config. Default: its location.
+    fn part_name(&self, name: &str) -> String {
+        self.config_location(name)
+    }
+    /// A name's config bytes (bounded by the backend); `None` when absent.
+    async fn read_config(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Write (replace) a name's config.
+    async fn write_config(&self, name: &str, bytes: bytes::Bytes) -> Result<()>;
+    /// Every name with a config, with when it was last written.
+    async fn list_configs(&self) -> Result<Vec<(String, GoTime)>>;
+}
+
+/// Load and merge the configs of `names` (read in parallel). A missing name among several is a
+/// warning; none found is `None`. With `parts`, each name read is described in
+/// [`crate::LoadedCache::parts`].
+pub async fn load_configs(
+    objects: &dyn ConfigObjects,
+    names: &[String],
+    parts: bool,
+) -> Result<Option<crate::LoadedCache>> {
+    let read = futures::future::try_join_all(names.iter().map(|n| objects.read_config(n))).await?;
+    let (mut caches, mut warnings, mut first, mut described) = (Vec::new(), Vec::new(), None, Vec::new());
+    let mut missing = Vec::new();
+    for (name, found) in names.iter().zip(read) {
+        let Some(bytes) = found else {
+            missing.push(name);
+            continue;
+        };
+        let location = objects.config_location(name);
+        let (cache, w) = decode_annotated(&bytes, &format!("cache config {location}"))?;
+        first.get_or_insert_with(|| Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes));
+        if parts {
+            described.push(crate::store::CachePart::of(
+                objects.part_name(name),
+                name.clone(),
+                &bytes,
+                &cache,
+            ));
+        }
+        caches.push(cache);
+        warnings.extend(w);
+    }
+    let Some(manifest) = first else {
+        return Ok(None);
+    };
+    for name in missing {
+        warnings.push(format!(
+            "name {name:?} has no cache config ({}); the other names were imported",
+            objects.config_location(name)
+        ));
+    }
+    let cache = if caches.len() == 1 {
+        caches.remove(0)
+    } else {
+        AbstractCache::merge(caches)
+    };
+    Ok(Some(crate::LoadedCache::annotated(
+        cache, manifest, warnings, described,
+    )))
+}
+
+/// Write the cache's config under every name (after every blob is in place: the caller's
+/// part) and describe what was written.
+pub async fn commit_configs(
+    objects: &dyn ConfigObjects,
+    names: &[String],
+    cache: &AbstractCache,
+) -> Result<crate::store::Committed> {
+    let bytes = bytes::Bytes::from(encode_annotated(cache)?);
+    let desc = Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &bytes);
+    for name in names {
+        objects.write_config(name, bytes.clone()).await?;
+    }
+    Ok(crate::store::Committed {
+        manifest: Some(desc),
+        skipped: false,
+        warnings: Vec::new(),
+    })
+}
+
+/// Every name's config with the layer blobs it names and its last write (prune's view). A
+/// config that cannot be read or parsed is an error: nothing is then collected.
+pub async fn config_tag_entries(objects: &dyn ConfigObjects) -> Result<Vec<crate::TagEntry>> {
+    let mut out = Vec::new();
+    for (name, written) in objects.list_configs().await? {
+        let Some(bytes) = objects.read_config(&name).await? else {
+            continue;
+        };
+        let what = format!("cache config {}", objects.config_location(&name));
+        let config = CacheConfig::from_slice(&bytes, &what)?;
+        out.push(crate::TagEntry {
+            tag: Some(name),
+            blobs: config.layers.into_iter().map(|l| l.blob).collect(),
+            written: Some(written),
+            signed: false,
+        });
+    }
+    Ok(out)
+}
