@@ -110,6 +110,14 @@ fn test() -> Result {
     }
     // Tests that need a server fail (not skip) when its variable is missing.
     cmd.env("BKCACHE_REQUIRE_SERVERS", "1");
+    // Real BuildKit for the interop tests, from ../shared when the checkout sits beside it
+    // (CI, developers); the binaries are never copied into the repo.
+    let buildkit = root().join("../shared/tools/buildkit-v0.32.2");
+    for (var, bin) in [("BKCACHE_BUILDKITD", "buildkitd"), ("BKCACHE_BUILDCTL", "buildctl")] {
+        if std::env::var_os(var).is_none() && buildkit.join(bin).is_file() {
+            cmd.env(var, buildkit.join(bin));
+        }
+    }
     let result = run(&mut cmd);
     drop(servers);
     result?;
