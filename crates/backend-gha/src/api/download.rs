@@ -4,6 +4,16 @@
 use super::*;
 
 impl Service {
+    /// An unexpected answer from a signed URL, with the start of its body.
+    async fn status_error(&self, operation: String, url: &str, resp: reqwest::Response) -> GhaError {
+        GhaError::Status {
+            operation,
+            url: redact_url(url),
+            status: resp.status().as_u16(),
+            body: self.http.body_text(resp).await,
+        }
+    }
+
     fn range_header(&self) -> &'static str {
         match self.config.api {
             ApiVersion::V2 => "x-ms-range",
@@ -48,14 +58,7 @@ impl Service {
                 }
             }
             StatusCode::OK if start == 0 => {}
-            _ => {
-                return Err(GhaError::Status {
-                    operation,
-                    url: redact_url(url),
-                    status: status.as_u16(),
-                    body: self.http.body_text(resp).await,
-                })
-            }
+            _ => return Err(self.status_error(operation, url, resp).await),
         }
         let bytes = resp.bytes().await.map_err(|e| GhaError::Connect {
             operation: operation.clone(),
@@ -126,14 +129,7 @@ impl Service {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Ok(Err(Ranged::Refused(status.as_u16()))),
             StatusCode::NOT_FOUND => return Ok(Err(Ranged::NotFound)),
             s if s.is_success() => {}
-            _ => {
-                return Err(GhaError::Status {
-                    operation,
-                    url: redact_url(url),
-                    status: status.as_u16(),
-                    body: self.http.body_text(resp).await,
-                })
-            }
+            _ => return Err(self.status_error(operation, url, resp).await),
         }
         let mut out = Vec::new();
         let mut stream = resp.bytes_stream();

@@ -77,7 +77,9 @@ pub struct PruneReport {
 /// What happens to the location's own tag.
 enum Own {
     Unchanged,
-    Rewrite(AbstractCache, Box<LoadedCache>),
+    /// The pruned cache, what it was loaded from, and the blobs its commit writes among the
+    /// location's blobs (the manifest family's new config and manifest).
+    Rewrite(AbstractCache, Box<LoadedCache>, Vec<Digest>),
     Remove,
 }
 
@@ -112,7 +114,7 @@ pub async fn prune(
         return Ok(report);
     }
     match plan.own {
-        Own::Rewrite(pruned, loaded) => {
+        Own::Rewrite(pruned, loaded, _) => {
             let committed = store.commit(&pruned, &options_for(&loaded)).await?;
             report.manifest = committed.manifest.map(|m| m.digest);
             report.notes.extend(committed.warnings);
@@ -217,7 +219,7 @@ async fn make_plan(
         ));
         return Ok(plan);
     };
-    plan.referenced_after = referenced_after(&entries, &plan)?;
+    plan.referenced_after = referenced_after(&entries, &plan);
     let gc = store.blob_gc().ok_or_else(|| unsupported(store, "listing blobs"))?;
     plan.delete = deletions(gc.list_blobs().await?, &plan.referenced_after, min_age, report);
     Ok(plan)
@@ -390,16 +392,18 @@ fn decide_own(
     if pruned.has_no_layers() {
         return Ok(Own::Remove);
     }
-    report.manifest = match loaded.format {
-        CacheFormat::Manifest(w) => Some(
-            encode_manifest(&pruned, w, options_for(&loaded).oci_mediatypes)?
-                .manifest
-                .digest,
-        ),
-        CacheFormat::AnnotatedConfig => Some(Digest::of_bytes(&encode_annotated(&pruned)?)),
-        CacheFormat::Inline => None,
+    // Encoded once, as the commit will encode it: the report's digest and what it references.
+    let (manifest, documents) = match loaded.format {
+        CacheFormat::Manifest(w) => {
+            let encoded = encode_manifest(&pruned, w, options_for(&loaded).oci_mediatypes)?;
+            let digest = encoded.manifest.digest.clone();
+            (Some(digest.clone()), vec![encoded.config.digest, digest])
+        }
+        CacheFormat::AnnotatedConfig => (Some(Digest::of_bytes(&encode_annotated(&pruned)?)), Vec::new()),
+        CacheFormat::Inline => (None, Vec::new()),
     };
-    Ok(Own::Rewrite(pruned, Box::new(loaded)))
+    report.manifest = manifest;
+    Ok(Own::Rewrite(pruned, Box::new(loaded), documents))
 }
 
 /// Refuse a plan that leaves the own tag without results, or the location without any tag,
@@ -441,7 +445,7 @@ fn refuse_empty(
 /// What the location references once the plan is carried out: the entries kept as they are,
 /// plus the rewritten own cache (its layers and, in the manifest family, its new config and
 /// manifest).
-fn referenced_after(entries: &[TagEntry], plan: &Plan) -> Result<HashSet<Digest>> {
+fn referenced_after(entries: &[TagEntry], plan: &Plan) -> HashSet<Digest> {
     let own_changed = !matches!(plan.own, Own::Unchanged);
     let mut out: HashSet<Digest> = entries
         .iter()
@@ -451,15 +455,11 @@ fn referenced_after(entries: &[TagEntry], plan: &Plan) -> Result<HashSet<Digest>
         })
         .flat_map(|e| e.blobs.iter().cloned())
         .collect();
-    if let Own::Rewrite(pruned, loaded) = &plan.own {
+    if let Own::Rewrite(pruned, _, documents) = &plan.own {
         out.extend(pruned.blobs.keys().cloned());
-        if let CacheFormat::Manifest(w) = loaded.format {
-            let encoded = encode_manifest(pruned, w, options_for(loaded).oci_mediatypes)?;
-            out.insert(encoded.config.digest);
-            out.insert(encoded.manifest.digest);
-        }
+        out.extend(documents.iter().cloned());
     }
-    Ok(out)
+    out
 }
 
 /// `7d`, `36h`, `90m`, `45s`: the largest unit that divides the duration.
