@@ -190,31 +190,20 @@ pub async fn scan(
     parallelism: usize,
     max_uncompressed: u64,
 ) -> Result<ScanReport> {
-    let layers: Vec<&Descriptor> = loaded.cache.blobs.values().collect();
+    let layers: Vec<Descriptor> = loaded.cache.blobs.values().cloned().collect();
+    scan_layers(store, layers, parallelism, max_uncompressed).await
+}
+
+/// Scan the given layers of `store` with the same rules as [`scan`] (`bkcache serve --scan`
+/// scans only the layers a new manifest brings).
+pub async fn scan_layers(
+    store: &dyn CacheStore,
+    layers: Vec<Descriptor>,
+    parallelism: usize,
+    max_uncompressed: u64,
+) -> Result<ScanReport> {
     let results: Vec<Result<ScanReport>> = futures::stream::iter(layers)
-        .map(|desc| async move {
-            let compression = desc.media_type.layer_compression().unwrap_or(Compression::Gzip);
-            // A read that broke off is scanned again from the start, as verify does.
-            crate::store::retry_transient(
-                |e| store.is_transient(e),
-                |e, _| tracing::warn!("layer {} could not be read ({e}); reading it again", desc.digest),
-                || async {
-                    let stream = store.open_blob(desc, 0).await?;
-                    let layer = desc.digest.clone();
-                    with_reader(desc, stream, move |reader| {
-                        let mut tar = BoundedReader::new(decompressor(compression, reader)?, max_uncompressed);
-                        let what = format!("layer {layer}");
-                        let mut r = ScanReport::default();
-                        scan_tar(&layer, &mut tar, &mut r).map_err(|e| limit_error(&what, "read tar", e))?;
-                        // Read to the end so the verified stream checks the whole blob's digest.
-                        std::io::copy(&mut tar, &mut std::io::sink()).map_err(|e| limit_error(&what, "read", e))?;
-                        Ok(r)
-                    })
-                    .await
-                },
-            )
-            .await
-        })
+        .map(|desc: Descriptor| async move { scan_layer(store, &desc, max_uncompressed).await })
         .buffer_unordered(parallelism.max(1))
         .collect()
         .await;
@@ -229,6 +218,30 @@ pub async fn scan(
         .findings
         .sort_by(|a, b| (&a.layer, &a.path, a.rule).cmp(&(&b.layer, &b.path, b.rule)));
     Ok(report)
+}
+
+/// Scan one layer; a read that broke off is scanned again from the start, as verify does.
+async fn scan_layer(store: &dyn CacheStore, desc: &Descriptor, max_uncompressed: u64) -> Result<ScanReport> {
+    let compression = desc.media_type.layer_compression().unwrap_or(Compression::Gzip);
+    crate::store::retry_transient(
+        |e| store.is_transient(e),
+        |e, _| tracing::warn!("layer {} could not be read ({e}); reading it again", desc.digest),
+        || async {
+            let stream = store.open_blob(desc, 0).await?;
+            let layer = desc.digest.clone();
+            with_reader(desc, stream, move |reader| {
+                let mut tar = BoundedReader::new(decompressor(compression, reader)?, max_uncompressed);
+                let what = format!("layer {layer}");
+                let mut r = ScanReport::default();
+                scan_tar(&layer, &mut tar, &mut r).map_err(|e| limit_error(&what, "read tar", e))?;
+                // Read to the end so the verified stream checks the whole blob's digest.
+                std::io::copy(&mut tar, &mut std::io::sink()).map_err(|e| limit_error(&what, "read", e))?;
+                Ok(r)
+            })
+            .await
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

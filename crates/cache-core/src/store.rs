@@ -290,6 +290,7 @@ pub struct VerifiedStream {
     size: u64,
     hasher: Option<Hasher>,
     counter: Option<ByteCounter>,
+    mismatch: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl VerifiedStream {
@@ -301,7 +302,21 @@ impl VerifiedStream {
             size: expected.size,
             hasher: Some(Hasher::new()),
             counter: None,
+            mismatch: None,
         }
+    }
+
+    /// A flag set when the stream ends with [`Error::DigestMismatch`]: a store may wrap that
+    /// error in its own, and a server must still answer the client `DIGEST_INVALID`.
+    pub fn mismatch_flag(&mut self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.mismatch.get_or_insert_with(Default::default).clone()
+    }
+
+    fn mismatched(&self, e: Error) -> Poll<Option<Result<Bytes>>> {
+        if let Some(flag) = &self.mismatch {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Poll::Ready(Some(Err(e)))
     }
 
     /// A stream over in-memory bytes (manifests, configs); its descriptor is computed here.
@@ -376,12 +391,12 @@ impl Stream for VerifiedStream {
                 if hasher.len() > this.size {
                     let actual_size = hasher.len();
                     this.hasher = None;
-                    return Poll::Ready(Some(Err(Error::DigestMismatch {
+                    return this.mismatched(Error::DigestMismatch {
                         digest: this.digest.clone(),
                         expected_size: this.size,
                         actual: "(stopped early: longer than expected)".into(),
                         actual_size,
-                    })));
+                    });
                 }
                 if let Some(c) = &this.counter {
                     c(chunk.len() as u64);
@@ -401,12 +416,12 @@ impl Stream for VerifiedStream {
                 if digest == this.digest && len == this.size {
                     Poll::Ready(None)
                 } else {
-                    Poll::Ready(Some(Err(Error::DigestMismatch {
+                    this.mismatched(Error::DigestMismatch {
                         digest: this.digest.clone(),
                         expected_size: this.size,
                         actual: digest.to_string(),
                         actual_size: len,
-                    })))
+                    })
                 }
             }
         }

@@ -50,6 +50,28 @@ Examples:
   bkcache prune type=local,src=/tmp/bk-cache --keep-storage 2GB --min-age 0s --dry-run
   bkcache prune type=s3,bucket=ci-cache,region=eu-west-1,name=main --keep-duration 14d --keep-tags main";
 
+const SERVE_HELP: &str = "\
+Each --store is a --cache-to spec whose values may hold {repo} and {tag}, filled from the
+request /v2/<repo>/manifests/<tag>. {tag} may stand only where the type names its cache
+(local tag=, s3/azblob name=, gha scope=, registry ref's tag): blob requests carry no tag.
+Names outside the distribution grammar are refused (NAME_INVALID, TAG_INVALID), so a
+placeholder can never climb out of a path. Several --store: a push commits to every one;
+a pull reads the first that has the cache. What serve writes is the store's native layout:
+BuildKit's own type=local/s3/azblob/gha importer reads it.
+
+A manifest read leaves out results whose blobs are gone (an evicted blob is a cache miss,
+not a failed build). Listening anywhere but loopback needs --htpasswd or --token-file.
+
+Example (a CI job, in front of S3, with a credential scan and a size cap):
+  bkcache serve --listen 127.0.0.1:5000 \\
+      --store 'type=s3,bucket=ci-cache,region=eu-west-1,prefix={repo}/,name={tag}' \\
+      --scan --keep-storage 10GB &
+  docker buildx build \\
+      --cache-from type=registry,ref=localhost:5000/app:main \\
+      --cache-to type=registry,ref=localhost:5000/app:main,mode=max .
+  (buildx's docker-container driver needs the endpoint declared as http in its buildkitd.toml,
+   or TLS: --tls-cert/--tls-key.)";
+
 #[derive(Parser, Debug)]
 #[command(name = "bkcache", version, about = ABOUT, long_about = None, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -78,6 +100,9 @@ pub enum Command {
     Prune(PruneArgs),
     /// Compare two caches: shared and unique layers, bytes and records.
     Diff(DiffArgs),
+    /// Be a registry endpoint in front of stores: BuildKit's type=registry reads and writes them live.
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
     /// List the cache types and their attributes.
     Backends(JsonArg),
     /// Print a shell completion script (e.g. `bkcache completions bash > /etc/bash_completion.d/bkcache`).
@@ -264,4 +289,59 @@ pub enum DebugCommand {
         #[arg(long)]
         realistic: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback unless --htpasswd or --token-file).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
+    pub listen: std::net::SocketAddr,
+    /// A store, as buildx --cache-to with {repo} and {tag} placeholders. Repeatable (fan-out).
+    #[arg(long = "store", value_name = "SPEC", required = true)]
+    pub stores: Vec<String>,
+    /// Allow a --store without {repo}/{tag}: every repository and tag is then one cache.
+    #[arg(long)]
+    pub one_cache: bool,
+    /// Scan the new layers of each pushed cache for credentials; refuse the push on a finding.
+    #[arg(long)]
+    pub scan: bool,
+    /// After each commit, drop the oldest results of that tag until its layers fit (e.g. 10GB).
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// After each commit, remove the location's tags not written for this long (e.g. 14d).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_duration: Option<String>,
+    /// Require Basic authentication against this htpasswd file (bcrypt: htpasswd -B).
+    #[arg(long, value_name = "FILE", conflicts_with = "token_file")]
+    pub htpasswd: Option<String>,
+    /// Require one of these tokens (one a line), as a Bearer token or as the Basic password.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<String>,
+    /// Serve TLS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<String>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<String>,
+    /// Log one JSON object a line on stderr instead of words.
+    #[arg(long)]
+    pub json_log: bool,
+    /// Where chunked uploads and fan-out uploads spool; default: the temp dir.
+    #[arg(long, value_name = "DIR")]
+    pub scratch_dir: Option<std::path::PathBuf>,
+    /// Refuse blobs larger than this (e.g. 64GiB).
+    #[arg(long, value_name = "SIZE", default_value = "64GiB")]
+    pub max_blob_size: String,
+    /// Uploads streaming at once; more get 429 and retry.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_uploads: usize,
+    /// An upload session idle this long expires.
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub upload_idle: String,
+    /// After SIGTERM, how long open requests may run on before they are aborted.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub shutdown_grace: String,
+    /// Refuse to scan a layer whose uncompressed size exceeds this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = bkcache_core::compression::DEFAULT_MAX_UNCOMPRESSED)]
+    pub max_uncompressed: u64,
 }

@@ -31,6 +31,7 @@ mod dist;
 mod output;
 mod progress;
 mod scratch;
+mod serve;
 mod summary;
 
 use std::process::ExitCode;
@@ -53,7 +54,7 @@ const EXIT_REFUSED: u8 = 5;
 const EXIT_DENIED: u8 = 6;
 
 /// Every backend this binary knows, keyed by `type=`.
-fn backends() -> Backends {
+pub(crate) fn backends() -> Backends {
     Backends::new()
         .with(bkcache_local::LocalFactory)
         .with(bkcache_registry::RegistryFactory)
@@ -131,7 +132,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-fn exit_code(e: &Error) -> u8 {
+pub(crate) fn exit_code(e: &Error) -> u8 {
     match e {
         Error::Spec { .. }
         | Error::UnknownType { .. }
@@ -162,6 +163,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Scan(args) => commands::scan(&ctx, args).await,
         Command::Prune(args) => commands::prune(&ctx, args).await,
         Command::Diff(args) => commands::diff(&ctx, args).await,
+        Command::Serve(args) => Ok(serve::run(args, cli.quiet).await),
         Command::Backends(args) => {
             output::backends(&backends, args.json)?;
             Ok(ExitCode::SUCCESS)
