@@ -316,7 +316,20 @@ impl RegistryClient {
                 self.authenticate(&challenge, url).await?;
                 continue;
             }
-            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            if status == StatusCode::FORBIDDEN {
+                // A registry's policy refusal (`DENIED` with a message, e.g. bkcache serve's
+                // --scan) says why; without one, the usual credentials hint.
+                let said = denied_message(&body_start_long(resp).await);
+                return Err(match said {
+                    Some(message) => RegistryError::Unauthorized {
+                        url: url.into(),
+                        status: 403,
+                        hint: format!(": the registry says: {message}"),
+                    },
+                    None => self.no_credentials(url, 403),
+                });
+            }
+            if status == StatusCode::UNAUTHORIZED {
                 return Err(self.no_credentials(url, status.as_u16()));
             }
             if (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()) && attempt < MAX_ATTEMPTS {
@@ -380,6 +393,20 @@ fn backoff(attempt: u32, retry_after: Option<u64>) -> Duration {
 /// carry none).
 pub fn error_text(e: &reqwest::Error) -> String {
     bkcache_core::error::chain_text(e)
+}
+
+/// The first 2,000 characters of a body (an error's JSON).
+async fn body_start_long(resp: Response) -> String {
+    let text = resp.text().await.unwrap_or_default();
+    text.chars().take(2000).collect()
+}
+
+/// The `message` of an OCI error body's first `DENIED` error, if any (at most 1,000 characters).
+fn denied_message(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let e = v["errors"].as_array()?.iter().find(|e| e["code"] == "DENIED")?;
+    let m = e["message"].as_str().filter(|m| !m.is_empty())?;
+    Some(m.chars().take(1000).collect())
 }
 
 /// The first 300 characters of a response body, for error messages.

@@ -5,6 +5,7 @@
 pub mod fake;
 pub mod proxy;
 pub mod s3;
+pub mod serve;
 pub mod token;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,236 @@
+//! `bkcache serve` end to end: the real binary in front of every store (local on disk, s3 on
+//! moto, azblob on Azurite, gha on the test server), with bkcache's own registry backend and
+//! skopeo as clients; what lands in each store is read back by that store's own backend.
+//! Also: `--scan` refusals, authentication, secrets kept out of logs, and kill -9.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use base64::Engine;
+use common::serve::{http, ServeProc};
+use common::*;
+
+/// The stores reachable here: (label, serve template, native spec of team/app:main).
+fn stores(tmp: &std::path::Path) -> Vec<(&'static str, String, String)> {
+    let mut out = vec![(
+        "local",
+        format!("type=local,dest={}/local/{{repo}},tag={{tag}}", tmp.display()),
+        format!("type=local,src={}/local/team/app,tag=main", tmp.display()),
+    )];
+    if let Some(ep) = server("BKCACHE_TEST_S3") {
+        let bucket = s3::new_bucket(&ep, "serve");
+        out.push((
+            "s3",
+            s3::s3(&ep, &bucket, "prefix={repo}/,name={tag}"),
+            s3::s3(&ep, &bucket, "prefix=team/app/,name=main"),
+        ));
+    }
+    if let Some(url) = server("BKCACHE_TEST_AZURITE") {
+        let account = std::env::var("BKCACHE_TEST_AZURITE_ACCOUNT").unwrap();
+        let key = std::env::var("BKCACHE_TEST_AZURITE_KEY").unwrap();
+        let container = format!("serve-{}", unique());
+        let base = format!("type=azblob,account_url={url},account_name={account},secret_access_key={key},container={container}");
+        out.push(("azblob", format!("{base},prefix={{repo}}/,name={{tag}}"), format!("{base},prefix=team/app/,name=main")));
+    }
+    if let Some(url) = server("BKCACHE_TEST_GHA_URL") {
+        let base = format!("type=gha,url_v2={url}ns/serve-{}/,token={}", unique(), gha_token());
+        out.push(("gha", format!("{base},scope={{repo}}-{{tag}}"), format!("{base},scope=team/app-main")));
+    }
+    out
+}
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos:x}")
+}
+
+/// A runtime token as the runner makes one (alg none: the test server checks no signature).
+fn gha_token() -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let ac = serde_json::json!([{"Scope": "refs/heads/main", "Permission": 3}]).to_string();
+    let claims = serde_json::json!({"ac": ac, "exp": 4_102_444_800u64, "nbf": 1_600_000_000u64});
+    format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&claims.to_string()))
+}
+
+fn records(spec: &str) -> u64 {
+    bkcache(&["inspect", spec, "--json"]).ok().json()["records"].as_u64().unwrap()
+}
+
+#[test]
+fn every_store_round_trips_through_serve_in_its_native_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = src(&fixture_cache("local-max"));
+    let want = records(&fixture);
+    for (label, template, native) in stores(tmp.path()) {
+        let serve = ServeProc::start(&["--store", &template]);
+        let target = serve.reference("team/app:main");
+        bkcache(&["copy", "--from", &fixture, "--to", &format!("{target},mode=max")]).ok();
+        // The store's own backend reads what serve wrote (BuildKit's importer of that type reads
+        // the same layout: see buildkit_serve.rs).
+        assert_eq!(records(&native), want, "{label}: native read of {native}");
+        // And back out through serve: the same cache.
+        let back = tmp.path().join(format!("back-{label}"));
+        bkcache(&["copy", "--from", &target, "--to", &dest(&back, "")]).ok();
+        let diff = bkcache(&["diff", &fixture, &src(&back), "--json"]).ok().json();
+        assert_eq!(diff["only_a_layers"], 0, "{label}: {diff}");
+        assert_eq!(diff["only_b_layers"], 0, "{label}: {diff}");
+        assert_eq!(records(&src(&back)), want, "{label}");
+        // skopeo reads the manifest as any registry's.
+        let raw = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/team/app:main", serve.addr)])
+            .output();
+        if let Ok(out) = raw {
+            assert!(out.status.success(), "{label}: skopeo: {}", String::from_utf8_lossy(&out.stderr));
+            let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(m["config"]["mediaType"], "application/vnd.buildkit.cacheconfig.v0", "{label}");
+        } else if std::env::var_os("CI").is_some() {
+            panic!("skopeo is not installed (.ci/run installs it)");
+        }
+        let log = serve.log();
+        assert!(log.contains("commit team/app:main"), "{label}: {log}");
+        let azure_key = std::env::var("BKCACHE_TEST_AZURITE_KEY").unwrap_or_default();
+        for secret in [azure_key.as_str(), gha_token().as_str()].into_iter().filter(|s| !s.is_empty()) {
+            assert!(!log.contains(secret), "{label}: a credential in the log: {log}");
+        }
+    }
+}
+
+#[test]
+fn skopeo_copies_through_serve_with_chunked_uploads() {
+    let Ok(out) = std::process::Command::new("skopeo").arg("--version").output() else {
+        assert!(std::env::var_os("CI").is_none(), "skopeo is not installed (.ci/run installs it)");
+        eprintln!("SKIPPED: skopeo is not installed");
+        return;
+    };
+    assert!(out.status.success());
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = ServeProc::start(&["--store", &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display())]);
+    bkcache(&["copy", "--from", &src(&fixture_cache("local-max")), "--to", &serve.reference("a:main")]).ok();
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{}/a:main", serve.addr),
+            &format!("docker://{}/b:copied", serve.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo copy: {}\n{}", String::from_utf8_lossy(&out.stderr), serve.log());
+    assert_eq!(
+        records(&format!("type=local,src={}/b,tag=copied", tmp.path().display())),
+        records(&src(&fixture_cache("local-max")))
+    );
+}
+
+#[test]
+fn scan_refuses_a_cache_with_credentials_and_the_store_keeps_its_previous_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = ServeProc::start(&["--scan", "--store", &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display())]);
+    let target = serve.reference("app:main");
+    bkcache(&["copy", "--from", &src(&fixture_cache("local-max")), "--to", &target]).ok();
+    let before = bkcache(&["inspect", &format!("type=local,src={}/app,tag=main", tmp.path().display()), "--json"]).ok().json();
+
+    let dirty = tmp.path().join("dirty");
+    std::fs::create_dir_all(dirty.join("root/.aws")).unwrap();
+    let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRETzz";
+    std::fs::write(dirty.join("root/.aws/credentials"), format!("[default]\naws_secret_access_key = {secret}\n")).unwrap();
+    let cache = tmp.path().join("cache");
+    write_cache_of_tars(&cache, &[tar_dir(&dirty)]);
+    let r = bkcache(&["copy", "--from", &src(&cache), "--to", &target]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("DENIED") || r.stderr.contains("refused by --scan"), "{}", r.stderr);
+    assert!(r.stderr.contains("root/.aws/credentials"), "names the file: {}", r.stderr);
+    assert!(!r.stderr.contains(secret) && !serve.log().contains(secret));
+    let after = bkcache(&["inspect", &format!("type=local,src={}/app,tag=main", tmp.path().display()), "--json"]).ok().json();
+    assert_eq!(before, after, "the store keeps its previous cache");
+}
+
+#[test]
+fn a_public_address_needs_authentication_and_clients_then_authenticate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display());
+    let r = bkcache(&["serve", "--listen", "0.0.0.0:0", "--store", &store]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("not a loopback address") && r.stderr.contains("--htpasswd"), "{}", r.stderr);
+    let r = bkcache(&["serve", "--store", &format!("type=local,dest={}", tmp.path().display())]);
+    assert_eq!(r.code, 2, "a template without placeholders: {}", r.stderr);
+    assert!(r.stderr.contains("--one-cache"), "{}", r.stderr);
+    let r = bkcache(&["serve", "--store", &format!("type=local,dest={}/{{tag}},tag={{repo}}", tmp.path().display())]);
+    assert_eq!(r.code, 2, "{{tag}} where blobs live: {}", r.stderr);
+
+    let htpasswd = tmp.path().join("htpasswd");
+    let out = std::process::Command::new("htpasswd").args(["-Bbn", "ci", "s3cret-pass"]).output();
+    let Ok(out) = out else {
+        assert!(std::env::var_os("CI").is_none(), "htpasswd (apache2-utils) is not installed");
+        eprintln!("SKIPPED: htpasswd is not installed");
+        return;
+    };
+    std::fs::write(&htpasswd, out.stdout).unwrap();
+    let serve = ServeProc::start(&["--htpasswd", htpasswd.to_str().unwrap(), "--store", &store]);
+    let basic = |u: &str, p: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")));
+    let (anon, headers, _) = http(&serve.addr, "GET", "/v2/", &[], b"");
+    assert_eq!(anon, 401);
+    assert!(headers.to_ascii_lowercase().contains("www-authenticate: basic realm=\"bkcache serve\""), "{headers}");
+    assert_eq!(http(&serve.addr, "GET", "/v2/", &[("Authorization", &basic("ci", "wrong"))], b"").0, 401);
+    assert_eq!(http(&serve.addr, "GET", "/v2/", &[("Authorization", &basic("ci", "s3cret-pass"))], b"").0, 200);
+    assert!(!serve.log().contains("s3cret-pass"));
+}
+
+#[test]
+fn kill_9_at_random_points_of_an_export_never_leaves_a_broken_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    bkcache(&["debug", "generate", "--to", &dest(&source, ""), "--blobs", "24", "--bytes", &(48u64 << 20).to_string()]).ok();
+    let store_root = tmp.path().join("store");
+    let template = format!("type=local,dest={}/{{repo}},tag={{tag}}", store_root.display());
+    let native = format!("type=local,src={}/app,tag=main", store_root.display());
+    let mut outcomes = (0, 0);
+    for run in 0..20u64 {
+        let mut serve = ServeProc::start(&["--store", &template]);
+        let mut copy = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
+            .args(["copy", "-q", "--from", &src(&source), "--to", &serve.reference("app:main")])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread over the export: 0 to ~1.9 s.
+        std::thread::sleep(std::time::Duration::from_millis((run * 97) % 1900));
+        serve.kill9();
+        let _ = copy.wait();
+        // Whatever is visible is whole: every blob file hashes to its name, and a cache that
+        // loads names only blobs that are there.
+        if store_root.join("app/blobs/sha256").exists() {
+            assert_blobs_intact(&store_root.join("app"));
+        }
+        let v = bkcache(&["verify", &native]);
+        match v.code {
+            0 => outcomes.0 += 1,
+            4 => outcomes.1 += 1,
+            c => panic!("run {run}: verify exit {c}: {}{}", v.stdout, v.stderr),
+        }
+    }
+    eprintln!("kill -9 runs: {} complete caches, {} with none yet", outcomes.0, outcomes.1);
+    // Afterwards a fresh serve completes the export over what the killed ones left.
+    let serve = ServeProc::start(&["--store", &template]);
+    bkcache(&["copy", "--from", &src(&source), "--to", &serve.reference("app:main")]).ok();
+    bkcache(&["verify", &native]).ok();
+}
+
+#[test]
+fn sigterm_stops_serve_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut serve = ServeProc::start(&["--json-log", "--store", &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display())]);
+    bkcache(&["copy", "--from", &src(&fixture_cache("local-min")), "--to", &serve.reference("app:main")]).ok();
+    let status = serve.terminate();
+    assert!(status.success(), "{status}");
+    let log = serve.log();
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["event"].is_string() && v["time"].is_string(), "{line}");
+    }
+    assert!(log.contains("\"event\":\"commit\"") && log.contains("\"event\":\"shutdown\""), "{log}");
+}
