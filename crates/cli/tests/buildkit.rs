@@ -11,137 +11,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::buildkit::{binaries, Buildkitd};
 use common::*;
-
-/// A buildkitd on a unix socket under `dir`, stopped by PID (then its mounts undone) on drop.
-struct Buildkitd {
-    child: Child,
-    dir: PathBuf,
-    buildctl: String,
-}
-
-impl Buildkitd {
-    fn start(buildkitd: &str, buildctl: &str, dir: &Path) -> Self {
-        let config = dir.join("buildkitd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "root = \"{0}/bkroot\"\n[grpc]\n  address = [\"unix://{0}/bk.sock\"]\n[worker.oci]\n  enabled = true\n[worker.containerd]\n  enabled = false\n",
-                dir.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("buildkitd.log")).unwrap();
-        let child = Command::new(buildkitd)
-            .arg("--config")
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start buildkitd");
-        let bk = Buildkitd {
-            child,
-            dir: dir.to_path_buf(),
-            buildctl: buildctl.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !bk.buildctl_ok(&["debug", "workers"]) {
-            let log = std::fs::read_to_string(dir.join("buildkitd.log")).unwrap_or_default();
-            assert!(
-                Instant::now() < deadline,
-                "buildkitd did not answer within 60 s:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        bk
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.buildctl);
-        c.args(args)
-            .env("BUILDKIT_HOST", format!("unix://{}/bk.sock", self.dir.display()));
-        c
-    }
-
-    fn buildctl_ok(&self, args: &[&str]) -> bool {
-        self.command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    /// Run buildctl; its combined output (build progress goes to stderr).
-    fn buildctl(&self, args: &[&str]) -> String {
-        let out = self.command(args).output().expect("run buildctl");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "buildctl {args:?} failed:\n{text}");
-        text
-    }
-
-    fn build(&self, ctx: &Path, cache: &[&str]) -> String {
-        let ctx = ctx.to_str().unwrap();
-        let mut args = vec![
-            "build",
-            "--frontend",
-            "dockerfile.v0",
-            "--local",
-            &format!("context={ctx}"),
-            "--local",
-            &format!("dockerfile={ctx}"),
-            "--progress=plain",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
-        args.extend(cache.iter().map(|s| (*s).to_owned()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.buildctl(&args)
-    }
-}
-
-impl Drop for Buildkitd {
-    fn drop(&mut self) {
-        // Our own child, by its PID (never by name).
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let root = self.dir.display().to_string();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = Command::new("umount").arg("-l").arg(p).status();
-        }
-    }
-}
-
-/// The binaries, or `None`: a user's clone has no `../shared`, so outside CI a missing binary
-/// is SKIPPED with the reason; under CI (`CI` set, as `.ci/run` runs) it fails.
-fn binaries() -> Option<(String, String)> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (var("BKCACHE_BUILDKITD"), var("BKCACHE_BUILDCTL")) {
-        (Some(d), Some(c)) => Some((d, c)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("BKCACHE_BUILDKITD / BKCACHE_BUILDCTL are not set: .ci/run points them at ../shared/tools/buildkit-v0.32.2")
-        }
-        _ => {
-            eprintln!("SKIPPED: BKCACHE_BUILDKITD / BKCACHE_BUILDCTL are not set (real BuildKit v0.32.2 binaries; `cargo xtask test` sets them from ../shared/tools when it exists)");
-            None
-        }
-    }
-}
 
 #[test]
 fn buildkit_exports_survive_prune_and_import_back_fully_cached() {
@@ -149,7 +20,7 @@ fn buildkit_exports_survive_prune_and_import_back_fully_cached() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let bk = Buildkitd::start(&buildkitd, &buildctl, tmp.path());
+    let bk = Buildkitd::start(&buildkitd, &buildctl, tmp.path(), "");
     let ctx = tmp.path().join("ctx");
     copy_tree(&fixtures().join("contexts/ctx1"), &ctx);
     let exported = tmp.path().join("exported");

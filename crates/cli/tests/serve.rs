@@ -30,12 +30,22 @@ fn stores(tmp: &std::path::Path) -> Vec<(&'static str, String, String)> {
         let account = std::env::var("BKCACHE_TEST_AZURITE_ACCOUNT").unwrap();
         let key = std::env::var("BKCACHE_TEST_AZURITE_KEY").unwrap();
         let container = format!("serve-{}", unique());
-        let base = format!("type=azblob,account_url={url},account_name={account},secret_access_key={key},container={container}");
-        out.push(("azblob", format!("{base},prefix={{repo}}/,name={{tag}}"), format!("{base},prefix=team/app/,name=main")));
+        let base = format!(
+            "type=azblob,account_url={url},account_name={account},secret_access_key={key},container={container}"
+        );
+        out.push((
+            "azblob",
+            format!("{base},prefix={{repo}}/,name={{tag}}"),
+            format!("{base},prefix=team/app/,name=main"),
+        ));
     }
     if let Some(url) = server("BKCACHE_TEST_GHA_URL") {
         let base = format!("type=gha,url_v2={url}ns/serve-{}/,token={}", unique(), gha_token());
-        out.push(("gha", format!("{base},scope={{repo}}-{{tag}}"), format!("{base},scope=team/app-main")));
+        out.push((
+            "gha",
+            format!("{base},scope={{repo}}-{{tag}}"),
+            format!("{base},scope=team/app-main"),
+        ));
     }
     out
 }
@@ -57,7 +67,9 @@ fn gha_token() -> String {
 }
 
 fn records(spec: &str) -> u64 {
-    bkcache(&["inspect", spec, "--json"]).ok().json()["records"].as_u64().unwrap()
+    bkcache(&["inspect", spec, "--json"]).ok().json()["records"]
+        .as_u64()
+        .unwrap()
 }
 
 #[test]
@@ -81,19 +93,34 @@ fn every_store_round_trips_through_serve_in_its_native_layout() {
         assert_eq!(records(&src(&back)), want, "{label}");
         // skopeo reads the manifest as any registry's.
         let raw = std::process::Command::new("skopeo")
-            .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/team/app:main", serve.addr)])
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{}/team/app:main", serve.addr),
+            ])
             .output();
         if let Ok(out) = raw {
-            assert!(out.status.success(), "{label}: skopeo: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{label}: skopeo: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert_eq!(m["config"]["mediaType"], "application/vnd.buildkit.cacheconfig.v0", "{label}");
+            assert_eq!(
+                m["config"]["mediaType"], "application/vnd.buildkit.cacheconfig.v0",
+                "{label}"
+            );
         } else if std::env::var_os("CI").is_some() {
             panic!("skopeo is not installed (.ci/run installs it)");
         }
         let log = serve.log();
         assert!(log.contains("commit team/app:main"), "{label}: {log}");
         let azure_key = std::env::var("BKCACHE_TEST_AZURITE_KEY").unwrap_or_default();
-        for secret in [azure_key.as_str(), gha_token().as_str()].into_iter().filter(|s| !s.is_empty()) {
+        for secret in [azure_key.as_str(), gha_token().as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+        {
             assert!(!log.contains(secret), "{label}: a credential in the log: {log}");
         }
     }
@@ -102,14 +129,27 @@ fn every_store_round_trips_through_serve_in_its_native_layout() {
 #[test]
 fn skopeo_copies_through_serve_with_chunked_uploads() {
     let Ok(out) = std::process::Command::new("skopeo").arg("--version").output() else {
-        assert!(std::env::var_os("CI").is_none(), "skopeo is not installed (.ci/run installs it)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "skopeo is not installed (.ci/run installs it)"
+        );
         eprintln!("SKIPPED: skopeo is not installed");
         return;
     };
     assert!(out.status.success());
     let tmp = tempfile::tempdir().unwrap();
-    let serve = ServeProc::start(&["--store", &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display())]);
-    bkcache(&["copy", "--from", &src(&fixture_cache("local-max")), "--to", &serve.reference("a:main")]).ok();
+    let serve = ServeProc::start(&[
+        "--store",
+        &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display()),
+    ]);
+    bkcache(&[
+        "copy",
+        "--from",
+        &src(&fixture_cache("local-max")),
+        "--to",
+        &serve.reference("a:main"),
+    ])
+    .ok();
     let out = std::process::Command::new("skopeo")
         .args([
             "copy",
@@ -120,7 +160,12 @@ fn skopeo_copies_through_serve_with_chunked_uploads() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "skopeo copy: {}\n{}", String::from_utf8_lossy(&out.stderr), serve.log());
+    assert!(
+        out.status.success(),
+        "skopeo copy: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        serve.log()
+    );
     assert_eq!(
         records(&format!("type=local,src={}/b,tag=copied", tmp.path().display())),
         records(&src(&fixture_cache("local-max")))
@@ -130,23 +175,51 @@ fn skopeo_copies_through_serve_with_chunked_uploads() {
 #[test]
 fn scan_refuses_a_cache_with_credentials_and_the_store_keeps_its_previous_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let serve = ServeProc::start(&["--scan", "--store", &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display())]);
+    let serve = ServeProc::start(&[
+        "--scan",
+        "--store",
+        &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display()),
+    ]);
     let target = serve.reference("app:main");
     bkcache(&["copy", "--from", &src(&fixture_cache("local-max")), "--to", &target]).ok();
-    let before = bkcache(&["inspect", &format!("type=local,src={}/app,tag=main", tmp.path().display()), "--json"]).ok().json();
+    let before = bkcache(&[
+        "inspect",
+        &format!("type=local,src={}/app,tag=main", tmp.path().display()),
+        "--json",
+    ])
+    .ok()
+    .json();
 
     let dirty = tmp.path().join("dirty");
     std::fs::create_dir_all(dirty.join("root/.aws")).unwrap();
     let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRETzz";
-    std::fs::write(dirty.join("root/.aws/credentials"), format!("[default]\naws_secret_access_key = {secret}\n")).unwrap();
+    std::fs::write(
+        dirty.join("root/.aws/credentials"),
+        format!("[default]\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
     let cache = tmp.path().join("cache");
     write_cache_of_tars(&cache, &[tar_dir(&dirty)]);
     let r = bkcache(&["copy", "--from", &src(&cache), "--to", &target]);
     assert_ne!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("DENIED") || r.stderr.contains("refused by --scan"), "{}", r.stderr);
-    assert!(r.stderr.contains("root/.aws/credentials"), "names the file: {}", r.stderr);
+    assert!(
+        r.stderr.contains("DENIED") || r.stderr.contains("refused by --scan"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("root/.aws/credentials"),
+        "names the file: {}",
+        r.stderr
+    );
     assert!(!r.stderr.contains(secret) && !serve.log().contains(secret));
-    let after = bkcache(&["inspect", &format!("type=local,src={}/app,tag=main", tmp.path().display()), "--json"]).ok().json();
+    let after = bkcache(&[
+        "inspect",
+        &format!("type=local,src={}/app,tag=main", tmp.path().display()),
+        "--json",
+    ])
+    .ok()
+    .json();
     assert_eq!(before, after, "the store keeps its previous cache");
 }
 
@@ -156,28 +229,71 @@ fn a_public_address_needs_authentication_and_clients_then_authenticate() {
     let store = format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display());
     let r = bkcache(&["serve", "--listen", "0.0.0.0:0", "--store", &store]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("not a loopback address") && r.stderr.contains("--htpasswd"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a loopback address") && r.stderr.contains("--htpasswd"),
+        "{}",
+        r.stderr
+    );
     let r = bkcache(&["serve", "--store", &format!("type=local,dest={}", tmp.path().display())]);
     assert_eq!(r.code, 2, "a template without placeholders: {}", r.stderr);
     assert!(r.stderr.contains("--one-cache"), "{}", r.stderr);
-    let r = bkcache(&["serve", "--store", &format!("type=local,dest={}/{{tag}},tag={{repo}}", tmp.path().display())]);
+    let r = bkcache(&[
+        "serve",
+        "--store",
+        &format!("type=local,dest={}/{{tag}},tag={{repo}}", tmp.path().display()),
+    ]);
     assert_eq!(r.code, 2, "{{tag}} where blobs live: {}", r.stderr);
 
     let htpasswd = tmp.path().join("htpasswd");
-    let out = std::process::Command::new("htpasswd").args(["-Bbn", "ci", "s3cret-pass"]).output();
+    let out = std::process::Command::new("htpasswd")
+        .args(["-Bbn", "ci", "s3cret-pass"])
+        .output();
     let Ok(out) = out else {
-        assert!(std::env::var_os("CI").is_none(), "htpasswd (apache2-utils) is not installed");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "htpasswd (apache2-utils) is not installed"
+        );
         eprintln!("SKIPPED: htpasswd is not installed");
         return;
     };
     std::fs::write(&htpasswd, out.stdout).unwrap();
     let serve = ServeProc::start(&["--htpasswd", htpasswd.to_str().unwrap(), "--store", &store]);
-    let basic = |u: &str, p: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")));
+    let basic = |u: &str, p: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    };
     let (anon, headers, _) = http(&serve.addr, "GET", "/v2/", &[], b"");
     assert_eq!(anon, 401);
-    assert!(headers.to_ascii_lowercase().contains("www-authenticate: basic realm=\"bkcache serve\""), "{headers}");
-    assert_eq!(http(&serve.addr, "GET", "/v2/", &[("Authorization", &basic("ci", "wrong"))], b"").0, 401);
-    assert_eq!(http(&serve.addr, "GET", "/v2/", &[("Authorization", &basic("ci", "s3cret-pass"))], b"").0, 200);
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("www-authenticate: basic realm=\"bkcache serve\""),
+        "{headers}"
+    );
+    assert_eq!(
+        http(
+            &serve.addr,
+            "GET",
+            "/v2/",
+            &[("Authorization", &basic("ci", "wrong"))],
+            b""
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http(
+            &serve.addr,
+            "GET",
+            "/v2/",
+            &[("Authorization", &basic("ci", "s3cret-pass"))],
+            b""
+        )
+        .0,
+        200
+    );
     assert!(!serve.log().contains("s3cret-pass"));
 }
 
@@ -185,7 +301,17 @@ fn a_public_address_needs_authentication_and_clients_then_authenticate() {
 fn kill_9_at_random_points_of_an_export_never_leaves_a_broken_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("source");
-    bkcache(&["debug", "generate", "--to", &dest(&source, ""), "--blobs", "24", "--bytes", &(48u64 << 20).to_string()]).ok();
+    bkcache(&[
+        "debug",
+        "generate",
+        "--to",
+        &dest(&source, ""),
+        "--blobs",
+        "24",
+        "--bytes",
+        &(48u64 << 20).to_string(),
+    ])
+    .ok();
     let store_root = tmp.path().join("store");
     let template = format!("type=local,dest={}/{{repo}},tag={{tag}}", store_root.display());
     let native = format!("type=local,src={}/app,tag=main", store_root.display());
@@ -193,7 +319,14 @@ fn kill_9_at_random_points_of_an_export_never_leaves_a_broken_cache() {
     for run in 0..20u64 {
         let mut serve = ServeProc::start(&["--store", &template]);
         let mut copy = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
-            .args(["copy", "-q", "--from", &src(&source), "--to", &serve.reference("app:main")])
+            .args([
+                "copy",
+                "-q",
+                "--from",
+                &src(&source),
+                "--to",
+                &serve.reference("app:main"),
+            ])
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -213,7 +346,10 @@ fn kill_9_at_random_points_of_an_export_never_leaves_a_broken_cache() {
             c => panic!("run {run}: verify exit {c}: {}{}", v.stdout, v.stderr),
         }
     }
-    eprintln!("kill -9 runs: {} complete caches, {} with none yet", outcomes.0, outcomes.1);
+    eprintln!(
+        "kill -9 runs: {} complete caches, {} with none yet",
+        outcomes.0, outcomes.1
+    );
     // Afterwards a fresh serve completes the export over what the killed ones left.
     let serve = ServeProc::start(&["--store", &template]);
     bkcache(&["copy", "--from", &src(&source), "--to", &serve.reference("app:main")]).ok();
@@ -223,8 +359,19 @@ fn kill_9_at_random_points_of_an_export_never_leaves_a_broken_cache() {
 #[test]
 fn sigterm_stops_serve_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut serve = ServeProc::start(&["--json-log", "--store", &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display())]);
-    bkcache(&["copy", "--from", &src(&fixture_cache("local-min")), "--to", &serve.reference("app:main")]).ok();
+    let mut serve = ServeProc::start(&[
+        "--json-log",
+        "--store",
+        &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display()),
+    ]);
+    bkcache(&[
+        "copy",
+        "--from",
+        &src(&fixture_cache("local-min")),
+        "--to",
+        &serve.reference("app:main"),
+    ])
+    .ok();
     let status = serve.terminate();
     assert!(status.success(), "{status}");
     let log = serve.log();
@@ -232,5 +379,8 @@ fn sigterm_stops_serve_cleanly() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v["event"].is_string() && v["time"].is_string(), "{line}");
     }
-    assert!(log.contains("\"event\":\"commit\"") && log.contains("\"event\":\"shutdown\""), "{log}");
+    assert!(
+        log.contains("\"event\":\"commit\"") && log.contains("\"event\":\"shutdown\""),
+        "{log}"
+    );
 }

@@ -34,7 +34,11 @@ async fn a_pushed_cache_lands_natively_and_reads_back_byte_exact() {
     let source = loaded(&fixture, "latest").await.unwrap();
     let stored = loaded(&dir.path().join("team/app"), "main").await.unwrap();
     assert_eq!(stored.cache.records.len(), source.cache.records.len());
-    assert_eq!(stored.manifest.digest.as_str(), digest, "the store holds BuildKit's own bytes");
+    assert_eq!(
+        stored.manifest.digest.as_str(),
+        digest,
+        "the store holds BuildKit's own bytes"
+    );
 
     // HEAD by tag: BuildKit's re-export compares this digest and skips the PUT when equal.
     let head = c
@@ -45,7 +49,10 @@ async fn a_pushed_cache_lands_natively_and_reads_back_byte_exact() {
         .unwrap();
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(head.headers()["docker-content-digest"], digest.as_str());
-    assert_eq!(head.headers()["content-type"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        head.headers()["content-type"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
     assert_eq!(head.headers()["content-length"], manifest.len().to_string().as_str());
     let get = c
         .get(format!("{}/v2/team/app/manifests/{digest}", serve.url))
@@ -60,7 +67,10 @@ async fn a_pushed_cache_lands_natively_and_reads_back_byte_exact() {
     let url = format!("{}/v2/team/app/blobs/{layer}", serve.url);
     let head = c.head(&url).send().await.unwrap();
     assert_eq!(head.headers()["content-length"], bytes.len().to_string().as_str());
-    assert_eq!(c.get(&url).send().await.unwrap().bytes().await.unwrap().as_ref(), bytes.as_slice());
+    assert_eq!(
+        c.get(&url).send().await.unwrap().bytes().await.unwrap().as_ref(),
+        bytes.as_slice()
+    );
     let part = c.get(&url).header("range", "bytes=1-4").send().await.unwrap();
     assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(part.bytes().await.unwrap().as_ref(), &bytes[1..=4]);
@@ -74,9 +84,16 @@ async fn a_pushed_cache_lands_natively_and_reads_back_byte_exact() {
         .send()
         .await
         .unwrap();
-    assert_eq!(index.headers()["content-type"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index.headers()["content-type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let body: serde_json::Value = index.json().await.unwrap();
-    assert!(body["manifests"].as_array().unwrap().iter().any(|m| m["mediaType"] == "application/vnd.buildkit.cacheconfig.v0"));
+    assert!(body["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["mediaType"] == "application/vnd.buildkit.cacheconfig.v0"));
     serve.stop().await;
 }
 
@@ -92,15 +109,32 @@ async fn uploads_are_verified_chunked_or_whole_and_mounts_answered_honestly() {
     // A body that does not match its digest: DIGEST_INVALID, and nothing visible.
     let r = push_blob(&c, &serve.url, "a", &wrong, data.clone()).await;
     assert_eq!(error_code(r).await.1, "DIGEST_INVALID");
-    let head = c.head(format!("{}/v2/a/blobs/{wrong}", serve.url)).send().await.unwrap();
+    let head = c
+        .head(format!("{}/v2/a/blobs/{wrong}", serve.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.status(), StatusCode::NOT_FOUND);
-    assert!(!dir.path().join("a/blobs/sha256").join(wrong.trim_start_matches("sha256:")).exists());
+    assert!(!dir
+        .path()
+        .join("a/blobs/sha256")
+        .join(wrong.trim_start_matches("sha256:"))
+        .exists());
 
     // Chunks: POST, PATCH, PATCH, PUT ?digest=.
-    let post = c.post(format!("{}/v2/a/blobs/uploads/", serve.url)).send().await.unwrap();
+    let post = c
+        .post(format!("{}/v2/a/blobs/uploads/", serve.url))
+        .send()
+        .await
+        .unwrap();
     let location = post.headers()["location"].to_str().unwrap().to_owned();
     for chunk in [&data[..5], &data[5..]] {
-        let p = c.patch(format!("{}{location}", serve.url)).body(chunk.to_vec()).send().await.unwrap();
+        let p = c
+            .patch(format!("{}{location}", serve.url))
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(p.status(), StatusCode::ACCEPTED);
     }
     let put = c
@@ -109,10 +143,18 @@ async fn uploads_are_verified_chunked_or_whole_and_mounts_answered_honestly() {
         .await
         .unwrap();
     assert_eq!(put.status(), StatusCode::CREATED);
-    let head = c.head(format!("{}/v2/a/blobs/{digest}", serve.url)).send().await.unwrap();
+    let head = c
+        .head(format!("{}/v2/a/blobs/{digest}", serve.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.headers()["content-length"], data.len().to_string().as_str());
     // The session is gone once used.
-    let again = c.put(format!("{}{location}?digest={digest}", serve.url)).send().await.unwrap();
+    let again = c
+        .put(format!("{}{location}?digest={digest}", serve.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(again).await.1, "BLOB_UPLOAD_UNKNOWN");
 
     // POST with digest=: the whole upload in one request, into another repository.
@@ -173,7 +215,9 @@ async fn bad_input_gets_the_right_oci_error_and_no_panic() {
     }
     // A blob over --max-blob-size is refused before a byte is read.
     serve.stop().await;
-    let serve = Serve::start(&[local_template(dir.path())], |o| o.limits.max_blob = 10).await.unwrap();
+    let serve = Serve::start(&[local_template(dir.path())], |o| o.limits.max_blob = 10)
+        .await
+        .unwrap();
     let digest = bkcache_core::Digest::of_bytes(&[0u8; 11]).to_string();
     let r = push_blob(&c, &serve.url, "a", &digest, vec![0u8; 11]).await;
     assert_eq!(error_code(r).await.1, "SIZE_INVALID");
@@ -186,10 +230,18 @@ async fn a_store_missing_blobs_serves_a_smaller_cache_instead_of_a_broken_one() 
     let serve = Serve::start(&[local_template(dir.path())], |_| {}).await.unwrap();
     let c = client();
     let fixture = fixture("local-max");
-    assert!(push_fixture(&c, &serve.url, &fixture, "app", "main").await.status().is_success());
+    assert!(push_fixture(&c, &serve.url, &fixture, "app", "main")
+        .await
+        .status()
+        .is_success());
     let (manifest, _, _) = fixture_manifest(&fixture);
     let v: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
-    let layers: Vec<String> = v["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_owned()).collect();
+    let layers: Vec<String> = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect();
     // An eviction: one layer's file is gone from the store.
     std::fs::remove_file(blob(&dir.path().join("app"), &layers[0])).unwrap();
 
@@ -201,8 +253,16 @@ async fn a_store_missing_blobs_serves_a_smaller_cache_instead_of_a_broken_one() 
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let served: serde_json::Value = r.json().await.unwrap();
-    let served_layers: Vec<&str> = served["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap()).collect();
-    assert!(!served_layers.contains(&layers[0].as_str()), "the gone layer is left out");
+    let served_layers: Vec<&str> = served["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert!(
+        !served_layers.contains(&layers[0].as_str()),
+        "the gone layer is left out"
+    );
     assert!(!served_layers.is_empty() && served_layers.len() < layers.len());
     for l in served_layers {
         let h = c.head(format!("{}/v2/app/blobs/{l}", serve.url)).send().await.unwrap();
@@ -214,18 +274,27 @@ async fn a_store_missing_blobs_serves_a_smaller_cache_instead_of_a_broken_one() 
 #[tokio::test]
 async fn fan_out_commits_to_every_store_and_reads_from_the_first_that_has_it() {
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let serve = Serve::start(&[local_template(one.path()), local_template(two.path())], |_| {}).await.unwrap();
+    let serve = Serve::start(&[local_template(one.path()), local_template(two.path())], |_| {})
+        .await
+        .unwrap();
     let c = client();
     let fixture = fixture("local-two-tags");
     let (_, _, digest) = fixture_manifest(&fixture);
-    assert_eq!(push_fixture(&c, &serve.url, &fixture, "app", "main").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        push_fixture(&c, &serve.url, &fixture, "app", "main").await.status(),
+        StatusCode::CREATED
+    );
     for d in [one.path(), two.path()] {
         let l = loaded(&d.join("app"), "main").await.expect("a cache in every store");
         assert_eq!(l.manifest.digest.as_str(), digest);
     }
     // The first store loses its cache: reads come from the second.
     std::fs::remove_file(one.path().join("app/index.json")).unwrap();
-    let r = c.head(format!("{}/v2/app/manifests/main", serve.url)).send().await.unwrap();
+    let r = c
+        .head(format!("{}/v2/app/manifests/main", serve.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
     serve.stop().await;
 }
@@ -235,7 +304,10 @@ async fn clients_authenticate_and_only_loopback_may_go_without() {
     let dir = tempfile::tempdir().unwrap();
     let stores = [local_template(dir.path())];
     let refused = Serve::start(&stores, |o| o.listen = "0.0.0.0:0".parse().unwrap()).await;
-    assert!(matches!(refused, Err(bkcache_serve::ServeError::Unauthenticated { .. })));
+    assert!(matches!(
+        refused,
+        Err(bkcache_serve::ServeError::Unauthenticated { .. })
+    ));
 
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "ci-token-0123456789abcdef\n").unwrap();
@@ -252,12 +324,30 @@ async fn clients_authenticate_and_only_loopback_may_go_without() {
     let anonymous = c.get(&url).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(anonymous.headers()["www-authenticate"], "Basic realm=\"bkcache serve\"");
-    let wrong = c.get(&url).bearer_auth("ci-token-0123456789abcdeX").send().await.unwrap();
+    let wrong = c
+        .get(&url)
+        .bearer_auth("ci-token-0123456789abcdeX")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let body = wrong.text().await.unwrap();
     assert!(!body.contains("ci-token"), "{body}");
-    assert_eq!(c.get(&url).bearer_auth("ci-token-0123456789abcdef").send().await.unwrap().status(), StatusCode::OK);
-    let basic = c.get(&url).basic_auth("ci", Some("ci-token-0123456789abcdef")).send().await.unwrap();
+    assert_eq!(
+        c.get(&url)
+            .bearer_auth("ci-token-0123456789abcdef")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let basic = c
+        .get(&url)
+        .basic_auth("ci", Some("ci-token-0123456789abcdef"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(basic.status(), StatusCode::OK);
     assert_eq!(basic.headers()["docker-distribution-api-version"], "registry/2.0");
     serve.stop().await;
@@ -271,7 +361,9 @@ async fn a_tls_hello_on_the_plain_port_gets_gos_answer() {
     let addr = serve.url.trim_start_matches("http://").to_owned();
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     // The start of a TLS 1.2 ClientHello record.
-    s.write_all(&[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03]).await.unwrap();
+    s.write_all(&[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03])
+        .await
+        .unwrap();
     let mut answer = Vec::new();
     s.read_to_end(&mut answer).await.unwrap();
     assert_eq!(answer, bkcache_serve::listener::GO_TLS_ON_PLAIN);

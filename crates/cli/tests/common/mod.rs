@@ -2,6 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod buildkit;
 pub mod fake;
 pub mod proxy;
 pub mod s3;

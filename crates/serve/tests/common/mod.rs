@@ -12,7 +12,10 @@ use bkcache_serve::{ServeOptions, Server};
 use reqwest::StatusCode;
 
 pub fn fixture(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/buildkit-v0.32.2").join(case).join("cache")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/buildkit-v0.32.2")
+        .join(case)
+        .join("cache")
 }
 
 pub fn client() -> reqwest::Client {
@@ -28,7 +31,10 @@ pub struct Serve {
 }
 
 impl Serve {
-    pub async fn start(stores: &[String], tweak: impl FnOnce(&mut ServeOptions)) -> Result<Serve, bkcache_serve::ServeError> {
+    pub async fn start(
+        stores: &[String],
+        tweak: impl FnOnce(&mut ServeOptions),
+    ) -> Result<Serve, bkcache_serve::ServeError> {
         let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
         options.stores = CacheSpec::parse_all(stores).unwrap();
         tweak(&mut options);
