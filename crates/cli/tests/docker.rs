@@ -1,6 +1,7 @@
 //! Interop with a real BuildKit: dockerd 20.10's built-in BuildKit (Debian docker.io), started
 //! by `cargo xtask test`. An image it builds with an inline cache imports in bkcache; the cache
-//! bkcache pushes (OCI index layout, the one 20.10 reads) gives CACHED steps in its build.
+//! bkcache pushes (OCI index layout, the one 20.10 reads) gives CACHED steps in its build, both
+//! from a registry and through `bkcache serve` (which answers 20.10 with the index form).
 
 #![allow(clippy::unwrap_used)]
 
@@ -107,4 +108,42 @@ fn dockerd_buildkit_reads_our_cache_and_we_read_its_inline_cache() {
     let cached = out.lines().filter(|l| l.contains(" CACHED")).count();
     assert!(out.contains(&format!("importing cache manifest from {cache}")), "{out}");
     assert_eq!(cached, 3, "all 3 COPY steps CACHED:\n{out}");
+
+    // 4. Through bkcache serve: the store holds the default image-manifest form, and serve
+    //    answers dockerd 20.10 (which reads only the index form) with the index form.
+    let store = tmp.path().join("store");
+    let serve = common::serve::ServeProc::start(&[
+        "--store",
+        &format!("type=local,dest={}/{{repo}},tag={{tag}}", store.display()),
+    ]);
+    bkcache(&[
+        "copy",
+        "--from",
+        &src(&local),
+        "--to",
+        &serve.reference(&format!("dk{run}/app:main")),
+    ])
+    .ok();
+    docker(&dockerd, &["builder", "prune", "-af"]);
+    docker(&dockerd, &["rmi", &format!("dk{run}:check")]);
+    let via = format!("{}/dk{run}/app:main", serve.addr);
+    let out = docker(
+        &dockerd,
+        &[
+            "build",
+            "--progress=plain",
+            "--cache-from",
+            &via,
+            "-t",
+            &format!("dk{run}:serve"),
+            ctx,
+        ],
+    );
+    let cached = out.lines().filter(|l| l.contains(" CACHED")).count();
+    assert_eq!(
+        cached,
+        3,
+        "all 3 COPY steps CACHED through serve:\n{out}\n{}",
+        serve.log()
+    );
 }

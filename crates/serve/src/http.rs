@@ -187,6 +187,13 @@ pub fn route(path: &str) -> Option<Route<'_>> {
 
 /// Serve one request.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    tracing::debug!(
+        method = %req.method(),
+        path = req.uri().path(),
+        user_agent = header(&req, "user-agent").unwrap_or(""),
+        accept = header_all(&req, "accept"),
+        "request"
+    );
     if let Some(auth) = &state.options.auth {
         if !auth.allows(header(&req, "authorization")) {
             let e = OciError::new(
