@@ -16,6 +16,9 @@
 //! in the OCI image-manifest layout, which every peer can read as files or as an image.
 //! `--quick` runs the 64 MiB size once; the default sizes write `BENCHMARKS.md`.
 
+#[path = "bench_serve.rs"]
+mod serve;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -132,7 +135,7 @@ const SIZES: [Size; 3] = [
     },
 ];
 
-const BACKENDS: [&str; 4] = ["local", "registry", "s3", "azblob"];
+const BACKENDS: [&str; 5] = ["local", "registry", "s3", "azblob", "serve"];
 
 /// One (size, operation, tool) cell, over the rounds.
 struct Row {
@@ -624,7 +627,7 @@ fn parse(args: &[String]) -> Result<Options> {
                 o.sizes = vec![Size { rounds: 1, ..SIZES[0] }];
             }
             "--only" => {
-                let list = it.next().ok_or("--only needs a list: local,registry,s3,azblob")?;
+                let list = it.next().ok_or("--only needs a list: local,registry,s3,azblob,serve")?;
                 o.only = list.split(',').map(|s| s.trim().to_owned()).collect();
                 if let Some(bad) = o.only.iter().find(|b| !BACKENDS.contains(&b.as_str())) {
                     return Err(format!("--only: unknown backend {bad}; allowed: {}", BACKENDS.join(",")));
@@ -642,7 +645,7 @@ fn parse(args: &[String]) -> Result<Options> {
                 }
                 o.sizes = sizes;
             }
-            other => return Err(format!("bench: unknown argument {other}; usage: bench [--quick] [--only local,registry,s3,azblob] [--sizes 64M,1G,4G]")),
+            other => return Err(format!("bench: unknown argument {other}; usage: bench [--quick] [--only local,registry,s3,azblob,serve] [--sizes 64M,1G,4G]")),
         }
     }
     Ok(o)
@@ -838,6 +841,10 @@ pub fn bench(args: &[String]) -> Result {
                 b.backend(*size, &backend, &tools)?;
             }
         }
+        if want("serve") {
+            eprintln!("bench: {}: serve", size.label);
+            b.serve(*size, &src)?;
+        }
         let _ = std::fs::remove_dir_all(&src);
     }
     let conversion = compression(&bin, &work, opts.quick)?;
@@ -982,7 +989,7 @@ fn targets(rows: &[Row], sizes: &[&str]) -> String {
     let here: Vec<&Row> = rows.iter().filter(|r| r.size == size).collect();
     let mut ops: Vec<&str> = Vec::new();
     for r in &here {
-        if !ops.contains(&r.op) && !r.op.starts_with("re-export") {
+        if !ops.contains(&r.op) && !r.op.starts_with("re-export") && !r.op.contains("registry endpoint") {
             ops.push(r.op);
         }
     }
@@ -1029,6 +1036,7 @@ fn targets(rows: &[Row], sizes: &[&str]) -> String {
             );
         }
     }
+    out.push_str(&serve::targets(&here));
     let rss = rows.iter().filter(|r| r.bkcache).map(Row::rss_mib).fold(0.0, f64::max);
     let _ = writeln!(
         out,
