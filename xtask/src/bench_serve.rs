@@ -11,6 +11,8 @@ enum Endpoint {
     DockerRegistry,
     ServeLocal,
     ServeS3,
+    /// No endpoint: `bkcache copy` straight to the same moto, what serve -> s3 adds to.
+    DirectS3,
 }
 
 impl Endpoint {
@@ -19,6 +21,7 @@ impl Endpoint {
             Endpoint::DockerRegistry => "docker-registry (filesystem)",
             Endpoint::ServeLocal => "bkcache serve -> local",
             Endpoint::ServeS3 => "bkcache serve -> s3 (moto)",
+            Endpoint::DirectS3 => "no endpoint: bkcache copy to s3 (moto)",
         }
     }
 
@@ -26,7 +29,7 @@ impl Endpoint {
         match self {
             Endpoint::DockerRegistry => "registry-plain",
             Endpoint::ServeLocal => "none",
-            Endpoint::ServeS3 => "s3",
+            Endpoint::ServeS3 | Endpoint::DirectS3 => "s3",
         }
     }
 }
@@ -62,41 +65,69 @@ impl Bench {
     /// Each endpoint, each round, fresh: export the generated cache, import it back.
     pub(super) fn serve(&mut self, size: Size, src: &Path) -> Result {
         for _ in 0..size.rounds {
-            for endpoint in [Endpoint::DockerRegistry, Endpoint::ServeLocal, Endpoint::ServeS3] {
+            for endpoint in [
+                Endpoint::DockerRegistry,
+                Endpoint::ServeLocal,
+                Endpoint::ServeS3,
+                Endpoint::DirectS3,
+            ] {
                 let srv = Servers::start_selected(endpoint.servers())?;
-                let mut pids: Vec<u32> = srv.children.iter().map(|(_, c)| c.id()).collect();
+                let store_pids: Vec<u32> = srv.children.iter().map(|(_, c)| c.id()).collect();
                 let store_dir = self.fresh_dir("serve-store");
-                let (port, child) = match endpoint {
-                    Endpoint::DockerRegistry => (port_in(srv.var("BKCACHE_TEST_REGISTRY")?)?, None),
-                    Endpoint::ServeLocal => {
-                        let store = format!("type=local,dest={}/{{repo}},tag={{tag}}", store_dir.display());
-                        let (p, c) = spawn_serve(&self.bin, &self.work, &store)?;
-                        (p, Some(c))
-                    }
-                    Endpoint::ServeS3 => {
-                        let s3 = port_in(srv.var("BKCACHE_TEST_S3")?)?;
+                let s3 = match endpoint {
+                    Endpoint::ServeS3 | Endpoint::DirectS3 => {
+                        let port = port_in(srv.var("BKCACHE_TEST_S3")?)?;
                         crate::servers::sh(Command::new("curl").args([
                             "-sf",
                             "-X",
                             "PUT",
-                            &format!("http://127.0.0.1:{s3}/bench"),
+                            &format!("http://127.0.0.1:{port}/bench"),
                         ]))?;
-                        let store = format!("type=s3,bucket=bench,region=us-east-1,endpoint_url=http://127.0.0.1:{s3},use_path_style=true,access_key_id=test,secret_access_key=test,prefix={{repo}}/,name={{tag}}");
-                        let (p, c) = spawn_serve(&self.bin, &self.work, &store)?;
-                        (p, Some(c))
+                        format!("type=s3,bucket=bench,region=us-east-1,endpoint_url=http://127.0.0.1:{port},use_path_style=true,access_key_id=test,secret_access_key=test")
                     }
+                    _ => String::new(),
                 };
-                if let Some(c) = &child {
-                    pids.push(c.0.id());
-                }
+                let (spec, child) = match endpoint {
+                    Endpoint::DockerRegistry => {
+                        let port = port_in(srv.var("BKCACHE_TEST_REGISTRY")?)?;
+                        (format!("type=registry,ref=127.0.0.1:{port}/bench/cache:c"), None)
+                    }
+                    Endpoint::ServeLocal | Endpoint::ServeS3 => {
+                        let store = match endpoint {
+                            Endpoint::ServeLocal => {
+                                format!("type=local,dest={}/{{repo}},tag={{tag}}", store_dir.display())
+                            }
+                            _ => format!("{s3},prefix={{repo}}/,name={{tag}}"),
+                        };
+                        let (port, c) = spawn_serve(&self.bin, &self.work, &store)?;
+                        (format!("type=registry,ref=127.0.0.1:{port}/bench/cache:c"), Some(c))
+                    }
+                    Endpoint::DirectS3 => (format!("{s3},prefix=bench/cache/,name=c"), None),
+                };
+                let mut pids = store_pids.clone();
+                pids.extend(child.as_ref().map(|c| c.0.id()));
                 self.server_pids = pids;
-                let spec = format!("type=registry,ref=127.0.0.1:{port}/bench/cache:c");
                 let from = format!("type=local,src={}", src.display());
-                let m = self.time(&mut self.copy(&from, &format!("{spec},image-manifest=true,oci-mediatypes=true")))?;
-                self.record(size.label, EXPORT, endpoint.name(), m, None);
+                let export_attrs = if spec.starts_with("type=registry") {
+                    ",image-manifest=true,oci-mediatypes=true"
+                } else {
+                    ""
+                };
                 let dir = self.fresh_dir("import");
-                let m = self.time(&mut self.copy(&spec, &format!("type=local,dest={}", dir.display())))?;
-                self.record(size.label, IMPORT, endpoint.name(), m, None);
+                for (op, from, to) in [
+                    (EXPORT, from.clone(), format!("{spec}{export_attrs}")),
+                    (IMPORT, spec.clone(), format!("type=local,dest={}", dir.display())),
+                ] {
+                    let before = tree_cpu(&store_pids);
+                    let m = self.time(&mut self.copy(&from, &to))?;
+                    let note = (child.is_some() && !store_pids.is_empty()).then(|| {
+                        format!(
+                            "of the server CPU, {:.2} s is moto's",
+                            tree_cpu(&store_pids).saturating_sub(before).as_secs_f64()
+                        )
+                    });
+                    self.record(size.label, op, endpoint.name(), m, note);
+                }
                 let _ = std::fs::remove_dir_all(&dir);
                 let _ = std::fs::remove_dir_all(&store_dir);
                 self.server_pids.clear();
@@ -122,6 +153,19 @@ pub(super) fn targets(here: &[&Row]) -> String {
             let Some(r) = here.iter().find(|r| r.op == op && r.tool == endpoint.name()) else {
                 continue;
             };
+            if let (Endpoint::ServeS3, Some(direct)) = (
+                endpoint,
+                here.iter().find(|x| x.op == op && x.tool == Endpoint::DirectS3.name()),
+            ) {
+                let _ = writeln!(
+                    out,
+                    "| {op}: what serve adds to the same moto (serve -> s3 vs bkcache copy to s3) | {:.2}x ({:.2} s vs {:.2} s wall; {}) | info |",
+                    direct.wall() / r.wall(),
+                    r.wall(),
+                    direct.wall(),
+                    r.note
+                );
+            }
             let ratio = peer.wall() / r.wall();
             let cpu = |x: &Row| x.cpu() + x.server_cpu().unwrap_or(0.0);
             let _ = writeln!(

@@ -329,6 +329,9 @@ pub struct ServeArgs {
     /// Where chunked uploads and fan-out uploads spool; default: the temp dir.
     #[arg(long, value_name = "DIR")]
     pub scratch_dir: Option<std::path::PathBuf>,
+    /// What all spooled uploads (chunked, fan-out) may hold on disk at once.
+    #[arg(long, value_name = "SIZE", default_value = "16GiB")]
+    pub scratch_limit: String,
     /// Refuse blobs larger than this (e.g. 64GiB).
     #[arg(long, value_name = "SIZE", default_value = "64GiB")]
     pub max_blob_size: String,

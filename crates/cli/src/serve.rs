@@ -43,6 +43,7 @@ fn options(args: ServeArgs) -> Result<ServeOptions, ServeError> {
         max_uploads: args.max_uploads,
         upload_idle: lifecycle::parse_duration(&args.upload_idle)?,
         shutdown_grace: lifecycle::parse_duration(&args.shutdown_grace)?,
+        max_scratch: lifecycle::parse_size(&args.scratch_limit)?,
         ..Limits::default()
     };
     Ok(o)

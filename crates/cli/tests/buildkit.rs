@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::buildkit::{binaries, Buildkitd};
+use common::buildkit::{binaries, copy_steps, Buildkitd};
 use common::*;
 
 #[test]
@@ -62,13 +62,7 @@ fn buildkit_exports_survive_prune_and_import_back_fully_cached() {
     // BuildKit again, from nothing but bkcache's copy: all three COPY steps hit.
     bk.buildctl(&["prune", "--all"]);
     let out = bk.build(&ctx, &["--import-cache", &format!("type=local,src={}", copy.display())]);
-    // Plain progress: `#7 [3/3] COPY dir/ /dir/` opens step #7, `#7 CACHED` says it hit.
-    let step = |l: &str| l.split_whitespace().next().map(str::to_owned);
-    let copies: Vec<String> = out.lines().filter(|l| l.contains("] COPY ")).filter_map(step).collect();
-    let cached = copies
-        .iter()
-        .filter(|id| out.lines().any(|l| l == format!("{id} CACHED")))
-        .count();
-    assert_eq!(copies.len(), 3, "{out}");
+    let (copies, cached) = copy_steps(&out);
+    assert_eq!(copies, 3, "{out}");
     assert_eq!(cached, 3, "every COPY step comes from bkcache's copy:\n{out}");
 }

@@ -204,9 +204,32 @@ fn invocations(place: &str, script: &str, vars: &HashMap<String, String>) -> Vec
         .filter(|words| words[0] == "bkcache" || words[0].ends_with("/bkcache"))
         .map(|words| Invocation {
             place: place.to_owned(),
-            args: words[1..].to_vec(),
+            args: without_redirections(&words[1..]),
         })
         .collect()
+}
+
+/// The words of a command without its redirections (`2> FILE`, `>> FILE`, `<FILE`, …): the
+/// shell takes those, not bkcache.
+fn without_redirections(words: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip_next = false;
+    for w in words {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        let op = w.trim_start_matches(|c: char| c.is_ascii_digit());
+        if let Some(target) = op
+            .strip_prefix(">>")
+            .or_else(|| op.strip_prefix('>'))
+            .or_else(|| op.strip_prefix('<'))
+        {
+            skip_next = target.is_empty();
+            continue;
+        }
+        out.push(w.clone());
+    }
+    out
 }
 
 /// GitHub Actions: shape, and every `run:` script's bkcache commands.
@@ -321,6 +344,17 @@ const VALUE_FLAGS: &[&str] = &[
     "--min-age",
     "--out-dir",
     "--format",
+    "--store",
+    "--listen",
+    "--htpasswd",
+    "--token-file",
+    "--tls-cert",
+    "--tls-key",
+    "--max-blob-size",
+    "--scratch-limit",
+    "--max-uploads",
+    "--upload-idle",
+    "--shutdown-grace",
 ];
 
 /// The flag values and positionals of an argument list (`--flag=value` too).
@@ -382,6 +416,14 @@ fn check(file: &str, found: Vec<Invocation>, backends: &serde_json::Value) -> Ch
                     !import.is_empty() && !export.is_empty(),
                     "{place}: copy needs --from and --to"
                 );
+            }
+            "serve" => {
+                export = flags
+                    .iter()
+                    .filter(|(f, _)| f == "--store")
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                assert!(!export.is_empty(), "{place}: serve needs --store");
             }
             "inspect" | "verify" | "scan" | "prune" => {
                 assert_eq!(positionals.len(), 1, "{place}: {sub} takes one SPEC: {positionals:?}");
@@ -483,6 +525,23 @@ fn the_github_actions_example_is_valid_and_uses_real_commands() {
     assert!(text.contains("--keep-storage"));
     let checked = check("github-actions.yml", found, &backends_json());
     assert_restore_prune_export("github-actions.yml", &checked, &["gha", "s3"]);
+    assert_serve_in_front_of("github-actions.yml", &checked, "gha");
+}
+
+/// The live recipe: `bkcache serve` in front of the remote, with `{repo}` and `{tag}`.
+fn assert_serve_in_front_of(file: &str, checked: &Checked, kind: &str) {
+    let serve = checked.commands.iter().find(|(sub, _, to)| {
+        sub == "serve"
+            && to.iter().any(|s| {
+                s.kind == kind
+                    && s.attrs.values().any(|v| v.contains("{repo}"))
+                    && s.attrs.values().any(|v| v.contains("{tag}"))
+            })
+    });
+    assert!(
+        serve.is_some(),
+        "{file}: no `bkcache serve --store type={kind},…{{repo}}…{{tag}}…`"
+    );
 }
 
 #[test]
@@ -493,6 +552,7 @@ fn the_gitlab_ci_example_is_valid_and_uses_real_commands() {
     assert!(text.contains("--keep-storage"));
     let checked = check("gitlab-ci.yml", found, &backends_json());
     assert_restore_prune_export("gitlab-ci.yml", &checked, &["s3"]);
+    assert_serve_in_front_of("gitlab-ci.yml", &checked, "s3");
 }
 
 #[test]

@@ -18,6 +18,15 @@ fn stores(tmp: &std::path::Path) -> Vec<(&'static str, String, String)> {
         format!("type=local,dest={}/local/{{repo}},tag={{tag}}", tmp.display()),
         format!("type=local,src={}/local/team/app,tag=main", tmp.display()),
     )];
+    if let Some(registry) = server("BKCACHE_TEST_REGISTRY") {
+        // Push/pull-through to a real registry: serve holds the client side.
+        let ns = format!("serve{}", unique());
+        out.push((
+            "registry",
+            format!("type=registry,ref={registry}/{ns}/{{repo}}:{{tag}}"),
+            format!("type=registry,ref={registry}/{ns}/team/app:main"),
+        ));
+    }
     if let Some(ep) = server("BKCACHE_TEST_S3") {
         let bucket = s3::new_bucket(&ep, "serve");
         out.push((
@@ -301,23 +310,28 @@ fn a_public_address_needs_authentication_and_clients_then_authenticate() {
 fn kill_9_at_random_points_of_an_export_never_leaves_a_broken_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("source");
+    generate(&source, 40, 160 << 20);
+    let template = |store: &std::path::Path| format!("type=local,dest={}/{{repo}},tag={{tag}}", store.display());
+    let native = |store: &std::path::Path| format!("type=local,src={}/app,tag=main", store.display());
+    // How long a whole export takes here: the kills are spread over it.
+    let base = tmp.path().join("base");
+    let serve = ServeProc::start(&["--store", &template(&base)]);
+    let started = std::time::Instant::now();
     bkcache(&[
-        "debug",
-        "generate",
+        "copy",
+        "-q",
+        "--from",
+        &src(&source),
         "--to",
-        &dest(&source, ""),
-        "--blobs",
-        "24",
-        "--bytes",
-        &(48u64 << 20).to_string(),
+        &serve.reference("app:main"),
     ])
     .ok();
-    let store_root = tmp.path().join("store");
-    let template = format!("type=local,dest={}/{{repo}},tag={{tag}}", store_root.display());
-    let native = format!("type=local,src={}/app,tag=main", store_root.display());
+    let whole = started.elapsed();
+    drop(serve);
     let mut outcomes = (0, 0);
-    for run in 0..20u64 {
-        let mut serve = ServeProc::start(&["--store", &template]);
+    for run in 0..20u32 {
+        let store = tmp.path().join(format!("run{run}"));
+        let mut serve = ServeProc::start(&["--store", &template(&store)]);
         let mut copy = std::process::Command::new(env!("CARGO_BIN_EXE_bkcache"))
             .args([
                 "copy",
@@ -330,29 +344,76 @@ fn kill_9_at_random_points_of_an_export_never_leaves_a_broken_cache() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Spread over the export: 0 to ~1.9 s.
-        std::thread::sleep(std::time::Duration::from_millis((run * 97) % 1900));
+        // Spread over the export and a little beyond it (the client starts first).
+        std::thread::sleep(whole.mul_f64(1.5 * (f64::from(run) + 0.5) / 20.0));
         serve.kill9();
+        // The client would only retry against nothing.
+        let _ = copy.kill();
         let _ = copy.wait();
         // Whatever is visible is whole: every blob file hashes to its name, and a cache that
         // loads names only blobs that are there.
-        if store_root.join("app/blobs/sha256").exists() {
-            assert_blobs_intact(&store_root.join("app"));
+        if store.join("app/blobs/sha256").exists() {
+            assert_blobs_intact(&store.join("app"));
         }
-        let v = bkcache(&["verify", &native]);
+        let v = bkcache(&["verify", &native(&store)]);
         match v.code {
             0 => outcomes.0 += 1,
             4 => outcomes.1 += 1,
             c => panic!("run {run}: verify exit {c}: {}{}", v.stdout, v.stderr),
         }
+        // A fresh serve completes the export over what the killed one left.
+        if run % 5 == 0 {
+            let serve = ServeProc::start(&["--store", &template(&store)]);
+            bkcache(&[
+                "copy",
+                "-q",
+                "--from",
+                &src(&source),
+                "--to",
+                &serve.reference("app:main"),
+            ])
+            .ok();
+            bkcache(&["verify", &native(&store)]).ok();
+        }
+        let _ = std::fs::remove_dir_all(&store);
     }
     eprintln!(
-        "kill -9 runs: {} complete caches, {} with none yet",
-        outcomes.0, outcomes.1
+        "kill -9 over a {:.2} s export: {} runs left a complete cache, {} none yet",
+        whole.as_secs_f64(),
+        outcomes.0,
+        outcomes.1
     );
-    // Afterwards a fresh serve completes the export over what the killed ones left.
-    let serve = ServeProc::start(&["--store", &template]);
-    bkcache(&["copy", "--from", &src(&source), "--to", &serve.reference("app:main")]).ok();
+    assert!(outcomes.1 > 0, "some kills land before the manifest: {outcomes:?}");
+}
+
+#[test]
+fn keep_storage_prunes_the_tag_after_each_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = ServeProc::start(&[
+        "--keep-storage",
+        "3kB",
+        "--store",
+        &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display()),
+    ]);
+    let fixture = src(&fixture_cache("local-max"));
+    let full = bkcache(&["inspect", &fixture, "--json"]).ok().json();
+    bkcache(&["copy", "--from", &fixture, "--to", &serve.reference("app:main")]).ok();
+    let native = format!("type=local,src={}/app,tag=main", tmp.path().display());
+    let after = bkcache(&["inspect", &native, "--json"]).ok().json();
+    let bytes = |j: &serde_json::Value| {
+        j["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["size"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert!(bytes(&full) > 3000, "{full}");
+    assert!(
+        bytes(&after) <= 3000 && bytes(&after) > 0,
+        "the tag fits 3 kB after the commit: {after}"
+    );
+    assert!(serve.log().contains("prune local:"), "{}", serve.log());
     bkcache(&["verify", &native]).ok();
 }
 

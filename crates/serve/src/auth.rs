@@ -40,6 +40,29 @@ fn sha(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// The meaningful lines of a credentials file (not blank, not `#`), numbered from 1.
+fn lines(what: &'static str, path: &str) -> Result<Vec<(usize, String)>, ServeError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ServeError::File {
+        what,
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let out: Vec<(usize, String)> = text
+        .lines()
+        .enumerate()
+        .map(|(n, l)| (n + 1, l.trim().to_owned()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    if out.is_empty() {
+        return Err(ServeError::File {
+            what,
+            path: path.to_owned(),
+            reason: "nothing in it".into(),
+        });
+    }
+    Ok(out)
+}
+
 impl Auth {
     /// Read an htpasswd file; only bcrypt hashes are accepted (as docker-registry).
     pub fn htpasswd(path: &str) -> Result<Auth, ServeError> {
@@ -48,12 +71,8 @@ impl Auth {
             path: path.to_owned(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
         let mut users = Vec::new();
-        for (n, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())) {
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
+        for (n, line) in lines("htpasswd file", path)? {
             let (user, hash) = line
                 .split_once(':')
                 .ok_or_else(|| bad(format!("line {n} is not user:hash")))?;
@@ -64,9 +83,6 @@ impl Auth {
             }
             users.push((user.to_owned(), hash.to_owned()));
         }
-        if users.is_empty() {
-            return Err(bad("no users in it".into()));
-        }
         Ok(Auth::Htpasswd {
             users,
             verified: Mutex::new(HashSet::new()),
@@ -75,24 +91,16 @@ impl Auth {
 
     /// Read a token file: one token a line, at least 16 characters each.
     pub fn tokens(path: &str) -> Result<Auth, ServeError> {
-        let bad = |reason: String| ServeError::File {
-            what: "token file",
-            path: path.to_owned(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
         let mut tokens = Vec::new();
-        for (n, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())) {
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
+        for (n, line) in lines("token file", path)? {
             if line.len() < 16 {
-                return Err(bad(format!("line {n}: a token must have at least 16 characters")));
+                return Err(ServeError::File {
+                    what: "token file",
+                    path: path.to_owned(),
+                    reason: format!("line {n}: a token must have at least 16 characters"),
+                });
             }
             tokens.push(sha(line.as_bytes()));
-        }
-        if tokens.is_empty() {
-            return Err(bad("no tokens in it".into()));
         }
         Ok(Auth::Tokens(tokens))
     }

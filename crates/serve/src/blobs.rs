@@ -38,12 +38,7 @@ pub async fn get(state: &Arc<State>, repo: &str, digest: &str, head: bool, range
             Ok(Some(size)) => size,
             Ok(None) => continue,
             Err(e) => {
-                state.log.event(
-                    "store-error",
-                    serde_json::json!({"store": opened.store.location(), "error": e.chain()}),
-                    &format!("{}: {}", opened.store.location(), e.chain()),
-                );
-                failure = Some(OciError::from(e));
+                failure = Some(state.store_failed(&opened, e));
                 continue;
             }
         };

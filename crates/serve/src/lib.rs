@@ -72,6 +72,8 @@ pub struct Limits {
     pub upload_idle: Duration,
     /// After SIGTERM, how long open requests may run on.
     pub shutdown_grace: Duration,
+    /// Bytes all scratch files (chunked and fan-out uploads) may hold at once.
+    pub max_scratch: u64,
 }
 
 impl Default for Limits {
@@ -82,6 +84,7 @@ impl Default for Limits {
             max_uploads: 64,
             upload_idle: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
+            max_scratch: 16 << 30,
         }
     }
 }

@@ -50,12 +50,7 @@ pub async fn get(state: &Arc<State>, repo: &str, reference: &str, head: bool, re
             Ok(Some(l)) => l,
             Ok(None) | Err(CoreError::CacheNotFound { .. }) => continue,
             Err(e) => {
-                state.log.event(
-                    "store-error",
-                    serde_json::json!({"store": opened.store.location(), "error": e.chain()}),
-                    &format!("{}: {}", opened.store.location(), e.chain()),
-                );
-                failure = Some(OciError::from(e));
+                failure = Some(state.store_failed(&opened, e));
                 continue;
             }
         };

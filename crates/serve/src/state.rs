@@ -134,6 +134,18 @@ impl State {
         (0..self.templates.len()).map(|i| self.open(i, repo, tag)).collect()
     }
 
+    /// Log a store's failure that another store may make up for; the error for the client when
+    /// none does.
+    pub fn store_failed(&self, opened: &Opened, e: bkcache_core::Error) -> OciError {
+        let location = opened.store.location();
+        self.log.event(
+            "store-error",
+            serde_json::json!({"store": location, "error": e.chain()}),
+            &format!("{location}: {}", e.chain()),
+        );
+        OciError::from(e)
+    }
+
     /// Keep a document for reads by digest (bounded: the oldest go first).
     pub fn put_doc(&self, repo: &str, digest: Digest, doc: Doc) {
         let Ok(mut docs) = self.docs.lock() else { return };

@@ -9,6 +9,7 @@
 //! `--scratch-dir`), then stream from it into each store.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,9 +34,23 @@ use crate::Limits;
 struct Session {
     repo: String,
     /// The chunks so far, when there were any.
-    spool: Option<tempfile::NamedTempFile>,
+    spool: Option<Spool>,
     received: u64,
     touched: Instant,
+}
+
+/// A scratch file and the bytes it holds against the server's scratch budget (given back when
+/// the file goes).
+struct Spool {
+    file: tempfile::NamedTempFile,
+    budget: Arc<AtomicU64>,
+    charged: u64,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.charged, Ordering::SeqCst);
+    }
 }
 
 /// The upload sessions, bounded in number and idle time, and the slots that bound how many
@@ -44,6 +59,9 @@ pub struct Sessions {
     map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Session>>>>,
     slots: Semaphore,
     max_sessions: usize,
+    /// Bytes in scratch files now, and the most there may be.
+    spooled: Arc<AtomicU64>,
+    max_scratch: u64,
 }
 
 impl Sessions {
@@ -53,6 +71,8 @@ impl Sessions {
             map: Mutex::default(),
             slots: Semaphore::new(limits.max_uploads.max(1)),
             max_sessions: limits.max_uploads.max(1) * 8,
+            spooled: Arc::default(),
+            max_scratch: limits.max_scratch,
         }
     }
 
@@ -209,20 +229,36 @@ async fn spool(state: &State, s: &mut Session, body: Incoming) -> Result<u64, Oc
             .prefix("bkcache-serve-upload-")
             .tempfile_in(&state.options.scratch_dir)
             .map_err(|e| scratch_error(state, e))?;
-        s.spool = Some(file);
+        s.spool = Some(Spool {
+            file,
+            budget: state.uploads.spooled.clone(),
+            charged: 0,
+        });
     }
-    let Some(file) = s.spool.as_ref() else {
-        return Ok(s.received);
+    let received = s.received;
+    let Some(spool) = s.spool.as_mut() else {
+        return Ok(received);
     };
-    let mut out = tokio::fs::File::from_std(file.reopen().map_err(|e| scratch_error(state, e))?);
-    out.seek(std::io::SeekFrom::Start(s.received))
+    let mut out = tokio::fs::File::from_std(spool.file.reopen().map_err(|e| scratch_error(state, e))?);
+    out.seek(std::io::SeekFrom::Start(received))
         .await
         .map_err(|e| scratch_error(state, e))?;
-    let mut body = body_stream(body, limits.max_blob.saturating_sub(s.received));
+    let mut body = body_stream(body, limits.max_blob.saturating_sub(received));
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| body_error(&e))?;
+        let n = chunk.len() as u64;
+        let max = state.uploads.max_scratch;
+        if spool.budget.fetch_add(n, Ordering::SeqCst) + n > max {
+            spool.budget.fetch_sub(n, Ordering::SeqCst);
+            return Err(OciError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TOOMANYREQUESTS",
+                format!("the scratch space for chunked uploads is full ({max} bytes, --scratch-limit); try again shortly or upload in one PUT"),
+            ));
+        }
+        spool.charged += n;
         out.write_all(&chunk).await.map_err(|e| scratch_error(state, e))?;
-        s.received += chunk.len() as u64;
+        s.received += n;
     }
     out.flush().await.map_err(|e| scratch_error(state, e))?;
     Ok(s.received)
@@ -337,7 +373,7 @@ async fn put_whole(
         let size = spool(state, s, req.into_body()).await?;
         let desc = Descriptor::new(MediaType::parse("application/octet-stream"), digest.clone(), size);
         let missing = missing_stores(state, repo, digest, Some(size)).await?;
-        let path = s.spool.as_ref().map(|f| f.path().to_path_buf());
+        let path = s.spool.as_ref().map(|f| f.file.path().to_path_buf());
         let path =
             path.ok_or_else(|| OciError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "no scratch file"))?;
         if missing.is_empty() {

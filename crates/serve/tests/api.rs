@@ -392,3 +392,290 @@ async fn concurrent_pushes_to_one_tag_end_with_one_complete_cache() {
     }
     serve.stop().await;
 }
+
+/// bkcache-local's store, counting the blobs it opens for reading.
+mod counting {
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use bkcache_core::spec::ExportOptions;
+    use bkcache_core::store::{BlobGc, Committed, TagStore};
+    use bkcache_core::{
+        AbstractCache, AttributeDoc, BackendFactory, BlobStream, CacheSpec, CacheStore, Descriptor, Digest, Direction,
+        Env, Family, LoadedCache, Result, VerifiedStream,
+    };
+
+    pub type Opened = Arc<Mutex<Vec<Digest>>>;
+
+    pub struct Factory(pub Opened);
+
+    impl BackendFactory for Factory {
+        fn type_name(&self) -> &'static str {
+            "local"
+        }
+        fn summary(&self) -> &'static str {
+            "local, counting reads"
+        }
+        fn family(&self) -> Family {
+            bkcache_local::LocalFactory.family()
+        }
+        fn attributes(&self) -> &'static [AttributeDoc] {
+            bkcache_local::LocalFactory.attributes()
+        }
+        fn open(&self, spec: &CacheSpec, direction: Direction, env: &Env) -> Result<Box<dyn CacheStore>> {
+            let inner = bkcache_local::LocalFactory.open(spec, direction, env)?;
+            Ok(Box::new(Store(inner, self.0.clone())))
+        }
+    }
+
+    #[derive(Debug)]
+    pub struct Store(Box<dyn CacheStore>, Opened);
+
+    #[async_trait]
+    impl CacheStore for Store {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        async fn load(&self) -> Result<Option<LoadedCache>> {
+            self.0.load().await
+        }
+        async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+            self.0.blob_size(digest).await
+        }
+        async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
+            self.1.lock().unwrap().push(desc.digest.clone());
+            self.0.open_blob(desc, offset).await
+        }
+        async fn put_blob(&self, desc: &Descriptor, data: VerifiedStream) -> Result<()> {
+            self.0.put_blob(desc, data).await
+        }
+        async fn commit(&self, cache: &AbstractCache, options: &ExportOptions) -> Result<Committed> {
+            self.0.commit(cache, options).await
+        }
+        fn tag(&self) -> Option<String> {
+            self.0.tag()
+        }
+        fn tag_store(&self) -> Option<&dyn TagStore> {
+            self.0.tag_store()
+        }
+        fn blob_gc(&self) -> Option<&dyn BlobGc> {
+            self.0.blob_gc()
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_import_reads_from_the_store_only_the_blobs_the_client_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = counting::Opened::default();
+    let factory = counting::Factory(opened.clone());
+    let serve = Serve::start_with(
+        &[local_template(dir.path())],
+        bkcache_core::Backends::new().with(factory),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let c = client();
+    let fixture = fixture("local-max");
+    assert_eq!(
+        push_fixture(&c, &serve.url, &fixture, "app", "main").await.status(),
+        StatusCode::CREATED
+    );
+    opened.lock().unwrap().clear();
+
+    // What BuildKit does for a fully cached build: manifest HEAD, GET by digest, config GET.
+    let head = c
+        .head(format!("{}/v2/app/manifests/main", serve.url))
+        .header("accept", ACCEPT_ALL)
+        .send()
+        .await
+        .unwrap();
+    let digest = head.headers()["docker-content-digest"].to_str().unwrap().to_owned();
+    let manifest = c
+        .get(format!("{}/v2/app/manifests/{digest}", serve.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let config = v["config"]["digest"].as_str().unwrap();
+    assert!(c
+        .get(format!("{}/v2/app/blobs/{config}", serve.url))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let layers: Vec<String> = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect();
+    let read = |o: &counting::Opened| o.lock().unwrap().iter().map(|d| d.to_string()).collect::<Vec<_>>();
+    assert!(
+        read(&opened).iter().all(|d| !layers.contains(d)),
+        "no layer read: {:?}",
+        read(&opened)
+    );
+
+    // One layer GET reads that layer, once.
+    c.get(format!("{}/v2/app/blobs/{}", serve.url, layers[0]))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        read(&opened).iter().filter(|d| layers.contains(d)).collect::<Vec<_>>(),
+        vec![&layers[0]]
+    );
+    serve.stop().await;
+}
+
+#[tokio::test]
+async fn every_manifest_form_is_accepted_and_tags_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&[local_template(dir.path())], |_| {}).await.unwrap();
+    let c = client();
+    for (case, tag) in [
+        ("local-max", "image"),
+        ("local-index", "index"),
+        ("local-docker", "docker"),
+    ] {
+        let fixture = fixture(case);
+        let (_, media_type, digest) = fixture_manifest(&fixture);
+        let r = push_fixture(&c, &serve.url, &fixture, "app", tag).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{case} ({media_type})");
+        assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+        let stored = loaded(&dir.path().join("app"), tag).await.unwrap();
+        assert_eq!(
+            stored.cache.records.len(),
+            loaded(&fixture, "latest").await.unwrap().cache.records.len(),
+            "{case}"
+        );
+    }
+    let tags: serde_json::Value = c
+        .get(format!("{}/v2/app/tags/list", serve.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags,
+        serde_json::json!({"name": "app", "tags": ["docker", "image", "index"]})
+    );
+    serve.stop().await;
+}
+
+#[tokio::test]
+async fn idle_uploads_expire_and_concurrent_uploads_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&[local_template(dir.path())], |o| {
+        o.limits.upload_idle = std::time::Duration::from_secs(1);
+        o.limits.max_uploads = 1;
+    })
+    .await
+    .unwrap();
+    let c = client();
+    let post = c
+        .post(format!("{}/v2/a/blobs/uploads/", serve.url))
+        .send()
+        .await
+        .unwrap();
+    let location = post.headers()["location"].to_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let late = c
+        .patch(format!("{}{location}", serve.url))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(late).await.1,
+        "BLOB_UPLOAD_UNKNOWN",
+        "expired after 1 s idle"
+    );
+
+    // One upload streams (its body held open); a second is told to come back (429).
+    let data = vec![7u8; 1 << 20];
+    let digest = bkcache_core::Digest::of_bytes(&data).to_string();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let url = format!("{}/v2/a/blobs/uploads/?digest={digest}", serve.url);
+    let slow = tokio::spawn({
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            c.post(url)
+                .header("content-length", (1u64 << 20).to_string())
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    tx.send(Ok(data[..1024].to_vec())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = c.post(&url).body(data.clone()).send().await.unwrap();
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    tx.send(Ok(data[1024..].to_vec())).await.unwrap();
+    drop(tx);
+    assert_eq!(slow.await.unwrap(), StatusCode::CREATED);
+    assert_eq!(
+        c.post(&url).body(data).send().await.unwrap().status(),
+        StatusCode::CREATED,
+        "a slot again"
+    );
+    serve.stop().await;
+}
+
+#[tokio::test]
+async fn tls_with_a_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert, ca) = (
+        dir.path().join("key.pem"),
+        dir.path().join("cert.pem"),
+        dir.path().join("ca.pem"),
+    );
+    // A CA and a leaf for 127.0.0.1 it signs (webpki refuses a CA certificate as the server's).
+    let d = dir.path().display().to_string();
+    let script = format!(
+        "set -e; cd {d}; ec='-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes'
+         openssl req -x509 $ec -days 2 -subj /CN=bkcache-test-ca -keyout ca.key -out ca.pem 2>/dev/null
+         openssl req $ec -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr 2>/dev/null
+         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext.cnf
+         openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out cert.pem 2>/dev/null"
+    );
+    let made = std::process::Command::new("sh").arg("-c").arg(&script).status();
+    if !made.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssl is needed for the TLS test (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: openssl cannot make certificates here");
+        return;
+    }
+    let serve = Serve::start(&[local_template(dir.path())], |o| {
+        o.tls = Some((cert.display().to_string(), key.display().to_string()));
+    })
+    .await
+    .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+    let c = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+    let url = serve.url.replace("http://", "https://");
+    let r = c.get(format!("{url}/v2/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
+    // Plain HTTP on the TLS port is refused by the handshake, not served.
+    assert!(client().get(format!("{}/v2/", serve.url)).send().await.is_err());
+    serve.stop().await;
+}

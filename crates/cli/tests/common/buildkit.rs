@@ -67,13 +67,8 @@ impl Buildkitd {
 
     /// Run buildctl; its combined output (build progress goes to stderr).
     pub fn buildctl(&self, args: &[&str]) -> String {
-        let out = self.command(args).output().expect("run buildctl");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "buildctl {args:?} failed:\n{text}");
+        let (ok, text) = self.try_buildctl(args);
+        assert!(ok, "buildctl {args:?} failed:\n{text}");
         text
     }
 
@@ -109,21 +104,7 @@ impl Buildkitd {
     }
 
     pub fn build(&self, ctx: &Path, cache: &[&str]) -> String {
-        let ctx = ctx.to_str().unwrap();
-        let mut args = vec![
-            "build",
-            "--frontend",
-            "dockerfile.v0",
-            "--local",
-            &format!("context={ctx}"),
-            "--local",
-            &format!("dockerfile={ctx}"),
-            "--progress=plain",
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
-        args.extend(cache.iter().map(|s| (*s).to_owned()));
+        let args = Self::build_args(ctx, cache);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.buildctl(&args)
     }

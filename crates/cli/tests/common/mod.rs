@@ -239,3 +239,18 @@ pub fn tar_dir(dir: &Path) -> Vec<u8> {
     assert!(out.status.success());
     out.stdout
 }
+
+/// `bkcache debug generate` a cache of `blobs` layers, `bytes` in all, into `dir`.
+pub fn generate(dir: &Path, blobs: u32, bytes: u64) {
+    bkcache(&[
+        "debug",
+        "generate",
+        "--to",
+        &dest(dir, ""),
+        "--blobs",
+        &blobs.to_string(),
+        "--bytes",
+        &bytes.to_string(),
+    ])
+    .ok();
+}

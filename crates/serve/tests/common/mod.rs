@@ -35,10 +35,17 @@ impl Serve {
         stores: &[String],
         tweak: impl FnOnce(&mut ServeOptions),
     ) -> Result<Serve, bkcache_serve::ServeError> {
+        Self::start_with(stores, Backends::new().with(bkcache_local::LocalFactory), tweak).await
+    }
+
+    pub async fn start_with(
+        stores: &[String],
+        backends: Backends,
+        tweak: impl FnOnce(&mut ServeOptions),
+    ) -> Result<Serve, bkcache_serve::ServeError> {
         let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
         options.stores = CacheSpec::parse_all(stores).unwrap();
         tweak(&mut options);
-        let backends = Backends::new().with(bkcache_local::LocalFactory);
         let server = Server::bind(options, Arc::new(backends), Env::from_process()).await?;
         let url = format!("http://{}", server.local_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
