@@ -445,3 +445,49 @@ fn sigterm_stops_serve_cleanly() {
         "{log}"
     );
 }
+
+#[test]
+fn store_credentials_stay_out_of_responses_and_logs() {
+    let Some(ep) = server("BKCACHE_TEST_S3") else {
+        return;
+    };
+    let bucket = s3::new_bucket(&ep, "serve-secret");
+    // moto takes any key: a distinctive one, to look for.
+    let secret = "Zq8SecretKeyThatMustNeverShow4Xv";
+    let creds = format!("access_key_id=AKIASERVETEST0000001,secret_access_key={secret}");
+    let template = |bucket: &str| {
+        format!("type=s3,bucket={bucket},region=us-east-1,endpoint_url={ep},use_path_style=true,{creds},prefix={{repo}}/,name={{tag}}")
+    };
+    let serve = ServeProc::start(&["--json-log", "--store", &template(&bucket)]);
+    bkcache(&[
+        "copy",
+        "--from",
+        &src(&fixture_cache("local-min")),
+        "--to",
+        &serve.reference("app:main"),
+    ])
+    .ok();
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let mut bodies = Vec::new();
+    for path in [
+        "/v2/app/manifests/main",
+        "/v2/app/manifests/nope",
+        &format!("/v2/app/blobs/{missing}"),
+    ] {
+        let (_, head, body) = http(&serve.addr, "GET", path, &[], b"");
+        bodies.push(format!("{head}{body}"));
+    }
+    // A store that fails (no such bucket): its error reaches the client, its key does not.
+    let broken = ServeProc::start(&["--json-log", "--store", &template("no-such-bucket-here")]);
+    let (status, head, body) = http(&broken.addr, "GET", "/v2/app/manifests/main", &[], b"");
+    assert!(status >= 400, "{status} {body}");
+    bodies.push(format!("{head}{body}"));
+    for text in bodies.iter().chain([&serve.log(), &broken.log()]) {
+        assert!(!text.contains(secret), "the secret key leaked: {text}");
+    }
+    assert!(
+        serve.log().contains("secret_access_key=<redacted>") || !serve.log().contains("secret_access_key"),
+        "{}",
+        serve.log()
+    );
+}

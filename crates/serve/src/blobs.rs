@@ -34,7 +34,7 @@ pub async fn get(state: &Arc<State>, repo: &str, digest: &str, head: bool, range
     }
     let mut failure = None;
     for opened in state.blob_stores(repo)? {
-        let size = match opened.store.blob_size(&digest).await {
+        let size = match state.blob_size(&opened, repo, &digest, false).await {
             Ok(Some(size)) => size,
             Ok(None) => continue,
             Err(e) => {

@@ -103,6 +103,7 @@ async fn without_evicted(
     let mut cache = loaded.cache;
     let digests: Vec<Digest> = cache.blobs.keys().cloned().collect();
     let sizes = opened.store.blob_sizes(&digests, 16).await?;
+    state.note_sizes(opened, repo, digests.iter().cloned().zip(sizes.iter().copied()));
     let present: HashSet<&Digest> = digests
         .iter()
         .zip(&sizes)
@@ -273,7 +274,7 @@ async fn read_config(state: &State, repo: &str, desc: &bkcache_core::Descriptor)
         return Ok(doc.bytes.to_vec());
     }
     for opened in state.blob_stores(repo)? {
-        if opened.store.blob_size(&desc.digest).await? == Some(desc.size) {
+        if state.blob_size(&opened, repo, &desc.digest, false).await? == Some(desc.size) {
             let bytes =
                 bkcache_core::store::read_small_blob(opened.store.as_ref(), desc, MAX_CONFIG, "cache config").await?;
             return Ok(bytes);

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bkcache_core::{Backends, CacheStore, Digest, Env, ExportOptions};
 use bytes::Bytes;
@@ -26,6 +27,17 @@ const MAX_OPEN: usize = 512;
 
 /// At most this many bytes of encoded documents are kept for reads by digest.
 const MAX_DOC_BYTES: usize = 64 << 20;
+
+/// How long a blob's size (or absence) seen in a store is trusted: a client HEADs a blob right
+/// before it uploads it, and an import GETs the blobs the manifest read just listed, so one
+/// store request serves both. A blob evicted within it costs a 404 on GET or an upload again;
+/// a manifest PUT still checks every blob.
+const SIZE_TTL: Duration = Duration::from_secs(60);
+
+/// At most this many sizes are kept (then all are dropped).
+const MAX_SIZES: usize = 200_000;
+
+type SizeKey = (usize, String, Digest);
 
 /// A store opened for one repository and tag, with the export options of its template.
 #[derive(Debug)]
@@ -72,6 +84,7 @@ pub struct State {
     opened: Mutex<HashMap<(usize, String, String), Arc<Opened>>>,
     docs: Mutex<Docs>,
     clean: Mutex<HashSet<Digest>>,
+    sizes: Mutex<HashMap<SizeKey, (Option<u64>, Instant)>>,
     commit_locks: Mutex<HashMap<(String, String), CommitLock>>,
 }
 
@@ -88,6 +101,7 @@ impl State {
             opened: Mutex::default(),
             docs: Mutex::default(),
             clean: Mutex::default(),
+            sizes: Mutex::default(),
             commit_locks: Mutex::default(),
         }
     }
@@ -173,6 +187,39 @@ impl State {
             .map
             .get(&(repo.to_owned(), digest.clone()))
             .cloned()
+    }
+
+    /// A blob's size in a store (`None`: absent), from what serve saw within [`SIZE_TTL`] when
+    /// it can (an absence only if `trust_absent`), else from the store.
+    pub async fn blob_size(
+        &self,
+        opened: &Opened,
+        repo: &str,
+        digest: &Digest,
+        trust_absent: bool,
+    ) -> bkcache_core::Result<Option<u64>> {
+        let key = (opened.index, repo.to_owned(), digest.clone());
+        let seen = self.sizes.lock().ok().and_then(|m| m.get(&key).copied());
+        match seen {
+            Some((Some(size), at)) if at.elapsed() < SIZE_TTL => return Ok(Some(size)),
+            Some((None, at)) if trust_absent && at.elapsed() < SIZE_TTL => return Ok(None),
+            _ => {}
+        }
+        let size = opened.store.blob_size(digest).await?;
+        self.note_sizes(opened, repo, [(digest.clone(), size)]);
+        Ok(size)
+    }
+
+    /// Remember blob sizes (or absences) seen in a store.
+    pub fn note_sizes(&self, opened: &Opened, repo: &str, sizes: impl IntoIterator<Item = (Digest, Option<u64>)>) {
+        let Ok(mut m) = self.sizes.lock() else { return };
+        if m.len() > MAX_SIZES {
+            m.clear();
+        }
+        let now = Instant::now();
+        for (d, s) in sizes {
+            m.insert((opened.index, repo.to_owned(), d), (s, now));
+        }
     }
 
     /// Whether `--scan` already found this layer clean.

@@ -318,7 +318,8 @@ async fn missing_stores(
 ) -> Result<Vec<Arc<Opened>>, OciError> {
     let mut out = Vec::new();
     for o in state.blob_stores(repo)? {
-        let have = o.store.blob_size(digest).await?;
+        // The client's own HEAD just asked the store: an absence it saw is trusted.
+        let have = state.blob_size(&o, repo, digest, true).await?;
         if have.is_none() || (size.is_some() && have != size) {
             out.push(o);
         }
@@ -358,6 +359,8 @@ async fn put_whole(
         let body = body_stream(req.into_body(), size);
         let missing = missing_stores(state, repo, digest, Some(size)).await?;
         match missing.first() {
+            // No size is noted here: a store may finish a put in the background (local does);
+            // its own blob_size waits for that, a read right away may not.
             Some(o) => put_one(o, &desc, body).await?,
             None => verify_only(&desc, body).await?,
         }
