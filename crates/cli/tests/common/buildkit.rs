@@ -16,6 +16,17 @@ pub struct Buildkitd {
 
 impl Buildkitd {
     pub fn start(buildkitd: &str, buildctl: &str, dir: &Path, extra_config: &str) -> Self {
+        Self::start_with_hosts(buildkitd, buildctl, dir, extra_config, &[])
+    }
+
+    /// The same, resolving `hosts` (name, IP) for buildkitd alone.
+    pub fn start_with_hosts(
+        buildkitd: &str,
+        buildctl: &str,
+        dir: &Path,
+        extra_config: &str,
+        hosts: &[(&str, &str)],
+    ) -> Self {
         let config = dir.join("buildkitd.toml");
         std::fs::write(
             &config,
@@ -26,7 +37,28 @@ impl Buildkitd {
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("buildkitd.log")).unwrap();
-        let child = Command::new(buildkitd)
+        let mut command = if hosts.is_empty() {
+            Command::new(buildkitd)
+        } else {
+            // Names only this buildkitd resolves: its own mount namespace with an /etc/hosts of
+            // its own bound over the machine's (which is never edited). unshare and sh exec, so
+            // the child's PID is buildkitd's.
+            let file = dir.join("hosts");
+            let mut text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            for (name, ip) in hosts {
+                text.push_str(&format!("\n{ip} {name}\n"));
+            }
+            std::fs::write(&file, text).unwrap();
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg(format!(
+                    "mount --bind '{}' /etc/hosts && exec \"$0\" \"$@\"",
+                    file.display()
+                ))
+                .arg(buildkitd);
+            c
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .stdout(log.try_clone().unwrap())
