@@ -7,7 +7,7 @@ use std::path::Path;
 use clap::Command;
 
 /// The crates this binary is built from, with their versions (each library exports `VERSION`).
-pub fn crate_versions() -> [(&'static str, &'static str); 6] {
+pub fn crate_versions() -> [(&'static str, &'static str); 7] {
     [
         ("bkcache-core", bkcache_core::VERSION),
         ("bkcache-local", bkcache_local::VERSION),
@@ -15,6 +15,7 @@ pub fn crate_versions() -> [(&'static str, &'static str); 6] {
         ("bkcache-s3", bkcache_s3::VERSION),
         ("bkcache-azblob", bkcache_azblob::VERSION),
         ("bkcache-gha", bkcache_gha::VERSION),
+        ("bkcache-serve", bkcache_serve::VERSION),
     ]
 }
 

@@ -48,6 +48,7 @@ fn version_lists_every_crate() {
         "bkcache-s3",
         "bkcache-azblob",
         "bkcache-gha",
+        "bkcache-serve",
     ] {
         let line = rest.iter().find(|l| l.starts_with(&format!("{krate} "))).unwrap();
         let version = line.split(' ').nth(1).unwrap();

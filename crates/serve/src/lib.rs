@@ -204,3 +204,14 @@ impl Server {
         listener::run(self.listener, self.state, self.tls, shutdown, grace).await
     }
 }
+
+/// The core crate serve builds on (re-exported for users who pick this crate alone).
+pub use bkcache_core as core;
+
+/// This crate's version (`bkcache --version` lists every crate's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+// The README's examples compile too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
