@@ -210,6 +210,15 @@ impl State {
         Ok(size)
     }
 
+    /// Forget what serve saw of a blob in a store (it was just written: the store's own
+    /// `blob_size` is asked next, which also waits for a put the store finishes in the
+    /// background).
+    pub fn forget_size(&self, opened: &Opened, repo: &str, digest: &Digest) {
+        if let Ok(mut m) = self.sizes.lock() {
+            m.remove(&(opened.index, repo.to_owned(), digest.clone()));
+        }
+    }
+
     /// Remember blob sizes (or absences) seen in a store.
     pub fn note_sizes(&self, opened: &Opened, repo: &str, sizes: impl IntoIterator<Item = (Digest, Option<u64>)>) {
         let Ok(mut m) = self.sizes.lock() else { return };

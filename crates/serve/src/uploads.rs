@@ -145,7 +145,7 @@ pub async fn start(state: &Arc<State>, repo: &str, req: Request<Incoming>) -> Re
         let digest = parse_digest(&m)?;
         // Answered honestly: 201 only when the blob is in every store of this repository;
         // otherwise the client uploads it (202 and a session, as the spec allows).
-        if missing_stores(state, repo, &digest, None).await?.is_empty() {
+        if missing_stores(state, repo, &digest, None, false).await?.is_empty() {
             return Ok(created(repo, &digest));
         }
     }
@@ -310,16 +310,18 @@ fn body_stream(body: Incoming, limit: u64) -> BlobStream {
 }
 
 /// The stores of `repo` that lack the blob (`size`, when known, must match too).
+/// `trust_absent`: an absence serve saw within the last minute (the client's own HEAD right
+/// before an upload) counts without asking the store again.
 async fn missing_stores(
     state: &State,
     repo: &str,
     digest: &Digest,
     size: Option<u64>,
+    trust_absent: bool,
 ) -> Result<Vec<Arc<Opened>>, OciError> {
     let mut out = Vec::new();
     for o in state.blob_stores(repo)? {
-        // The client's own HEAD just asked the store: an absence it saw is trusted.
-        let have = state.blob_size(&o, repo, digest, true).await?;
+        let have = state.blob_size(&o, repo, digest, trust_absent).await?;
         if have.is_none() || (size.is_some() && have != size) {
             out.push(o);
         }
@@ -357,11 +359,14 @@ async fn put_whole(
         let size = length.unwrap_or_default();
         let desc = Descriptor::new(MediaType::parse("application/octet-stream"), digest.clone(), size);
         let body = body_stream(req.into_body(), size);
-        let missing = missing_stores(state, repo, digest, Some(size)).await?;
+        let missing = missing_stores(state, repo, digest, Some(size), true).await?;
         match missing.first() {
             // No size is noted here: a store may finish a put in the background (local does);
             // its own blob_size waits for that, a read right away may not.
-            Some(o) => put_one(o, &desc, body).await?,
+            Some(o) => {
+                put_one(o, &desc, body).await?;
+                state.forget_size(o, repo, digest);
+            }
             None => verify_only(&desc, body).await?,
         }
         (size, missing.len())
@@ -375,7 +380,7 @@ async fn put_whole(
         let s = guard.as_deref_mut().unwrap_or(&mut fresh);
         let size = spool(state, s, req.into_body()).await?;
         let desc = Descriptor::new(MediaType::parse("application/octet-stream"), digest.clone(), size);
-        let missing = missing_stores(state, repo, digest, Some(size)).await?;
+        let missing = missing_stores(state, repo, digest, Some(size), true).await?;
         let path = s.spool.as_ref().map(|f| f.file.path().to_path_buf());
         let path =
             path.ok_or_else(|| OciError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "no scratch file"))?;
@@ -384,6 +389,7 @@ async fn put_whole(
         }
         for o in &missing {
             put_one(o, &desc, file_stream(&path).await?).await?;
+            state.forget_size(o, repo, digest);
         }
         (size, missing.len())
     };
