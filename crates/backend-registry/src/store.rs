@@ -548,6 +548,22 @@ impl CacheStore for RegistryStore {
         })
     }
 
+    async fn unchanged(&self, cache: &AbstractCache, options: &ExportOptions) -> Result<Option<Descriptor>> {
+        let encoded = encode_manifest(cache, options.wrapper(), options.oci_mediatypes)?;
+        let reference = self.client.reference().manifest_reference();
+        let url = self.client.url(&format!("manifests/{reference}")).await?;
+        let head = self
+            .client
+            .send(Method::HEAD, &url, header("accept", MANIFEST_ACCEPT), None)
+            .await?;
+        let current = head
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok());
+        let same = head.status().is_success() && current == Some(encoded.manifest.digest.as_str());
+        Ok(same.then_some(encoded.manifest))
+    }
+
     fn tag(&self) -> Option<String> {
         let r = self.client.reference();
         r.digest.is_none().then(|| r.tag.clone()).flatten()

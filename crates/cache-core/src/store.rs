@@ -208,6 +208,16 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
     /// Write the cache's manifest (and config), after every layer blob is in place.
     async fn commit(&self, cache: &AbstractCache, options: &ExportOptions) -> Result<Committed>;
 
+    /// The manifest this location already holds when it is exactly what [`CacheStore::commit`]
+    /// would write for `cache` and `options` **and** the store itself guarantees every blob it
+    /// names: then a copy skips the blob plan and the commit (a no-change re-export in one
+    /// request). Default: `None` (the engine checks every blob). The registry answers with one
+    /// manifest HEAD: a registry refuses a manifest whose blobs are absent, and its GC keeps what
+    /// a tag references.
+    async fn unchanged(&self, _cache: &AbstractCache, _options: &ExportOptions) -> Result<Option<Descriptor>> {
+        Ok(None)
+    }
+
     /// Narrow the cache to what this store will write, before the engine plans blob transfers.
     /// Default: everything. (The inline store keeps only results over the image's layers.)
     async fn select(&self, cache: AbstractCache) -> Result<AbstractCache> {

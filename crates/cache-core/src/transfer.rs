@@ -120,6 +120,9 @@ pub struct CopyOptions {
     pub scratch: Option<Arc<dyn Scratch>>,
     /// Bound on a layer's uncompressed size while converting.
     pub max_uncompressed: u64,
+    /// Check every blob at a target even when the target says it already holds this exact
+    /// manifest ([`CacheStore::unchanged`]).
+    pub recheck_target: bool,
 }
 
 impl std::fmt::Debug for CopyOptions {
@@ -128,6 +131,7 @@ impl std::fmt::Debug for CopyOptions {
             .field("parallelism", &self.parallelism)
             .field("scratch", &self.scratch.is_some())
             .field("max_uncompressed", &self.max_uncompressed)
+            .field("recheck_target", &self.recheck_target)
             .finish()
     }
 }
@@ -138,6 +142,7 @@ impl Default for CopyOptions {
             parallelism: 4,
             scratch: None,
             max_uncompressed: DEFAULT_MAX_UNCOMPRESSED,
+            recheck_target: false,
         }
     }
 }
@@ -488,6 +493,28 @@ async fn export_one(
             want.as_str(),
             differ.len()
         ));
+    }
+    if !options.recheck_target && !cache.has_no_layers() {
+        if let Some(manifest) = target.store.unchanged(&cache, &target.options).await? {
+            tracing::info!(
+                "{}: the manifest there ({}) is byte-identical to this cache's and the store keeps every blob it names: no blob checked, nothing written (--recheck-target checks them)",
+                target.label,
+                manifest.digest
+            );
+            report.blobs_present = cache.blobs.len();
+            progress.event(Event::TargetPlanned {
+                target: target.label.clone(),
+                blobs: 0,
+                bytes: 0,
+                present: report.blobs_present,
+            });
+            report.manifest = Some(manifest.clone());
+            progress.event(Event::Committed {
+                target: target.label.clone(),
+                manifest: Some(Box::new(manifest)),
+            });
+            return Ok(());
+        }
     }
     let missing = export.missing(&cache).await?;
     report.blobs_present = cache.blobs.len() - missing.len();

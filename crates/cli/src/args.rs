@@ -136,6 +136,11 @@ pub struct CopyArgs {
     /// When no --from has a cache yet (a first run), warn and exit 0 instead of exit 4.
     #[arg(long)]
     pub allow_empty: bool,
+    /// Check every blob at each --to even when its manifest is already byte-identical to this
+    /// cache's (a registry keeps the blobs its tags reference: by default that re-export is one
+    /// manifest HEAD).
+    #[arg(long)]
+    pub recheck_target: bool,
     /// Scan every source's layers for credentials first, and refuse to copy if any is found.
     #[arg(long)]
     pub scan: bool,

@@ -106,6 +106,7 @@ pub async fn copy(ctx: &Ctx<'_>, args: CopyArgs) -> Result<ExitCode, Error> {
             dir: args.scratch_dir.unwrap_or_else(std::env::temp_dir),
         })),
         max_uncompressed: args.max_uncompressed,
+        recheck_target: args.recheck_target,
     };
     let report = match transfer::copy(&sources, &targets, &options, progress.clone()).await {
         Ok(r) => r,

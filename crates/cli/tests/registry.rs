@@ -562,3 +562,78 @@ fn large_blobs_upload_in_chunks_and_a_corrupt_one_is_never_committed() {
         );
     }
 }
+
+/// A no-change re-export to a registry is one manifest HEAD (beside the `/v2/` ping): the tag's
+/// manifest is byte-identical to what bkcache would push, and a registry keeps the blobs its
+/// tags reference. `--recheck-target` checks every blob again.
+#[test]
+fn no_change_reexport_to_a_registry_is_one_manifest_head() {
+    let Some(registry) = server("BKCACHE_TEST_REGISTRY") else {
+        return;
+    };
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let fixture = src(&fixture_cache("local-max"));
+    let target = |host: &str| format!("type=registry,ref={host}/nochange{run:x}/c:main");
+    let first = bkcache(&["copy", "--json", "--from", &fixture, "--to", &target(&registry)])
+        .ok()
+        .json();
+    let layers = first["targets"][0]["layers"].as_u64().unwrap();
+    assert_eq!(first["targets"][0]["blobs_copied"].as_u64(), Some(layers), "{first}");
+
+    let proxy = common::proxy::Proxy::start(&registry);
+    let again = bkcache(&[
+        "copy",
+        "--json",
+        "-v",
+        "--from",
+        &fixture,
+        "--to",
+        &target(&proxy.addr()),
+    ])
+    .ok();
+    let j = again.json();
+    assert_eq!(j["targets"][0]["blobs_copied"], 0, "{j}");
+    assert_eq!(j["targets"][0]["manifest"], first["targets"][0]["manifest"]);
+    assert!(
+        again.stderr.contains("byte-identical"),
+        "said in -v output: {}",
+        again.stderr
+    );
+    let requests: Vec<String> = proxy
+        .log()
+        .iter()
+        .filter(|e| e.path != "/v2/")
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    assert_eq!(
+        requests,
+        ["HEAD /v2/nochange".to_owned() + &format!("{run:x}/c/manifests/main")],
+        "{requests:?}"
+    );
+
+    proxy.reset();
+    let checked = bkcache(&[
+        "copy",
+        "--json",
+        "--recheck-target",
+        "--from",
+        &fixture,
+        "--to",
+        &target(&proxy.addr()),
+    ])
+    .ok()
+    .json();
+    assert_eq!(checked["targets"][0]["blobs_copied"], 0, "{checked}");
+    let blob_heads = proxy
+        .log()
+        .iter()
+        .filter(|e| e.method == "HEAD" && e.path.contains("/blobs/"))
+        .count();
+    assert!(
+        blob_heads as u64 >= layers,
+        "--recheck-target HEADs every layer: {blob_heads}"
+    );
+}
