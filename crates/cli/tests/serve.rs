@@ -491,3 +491,92 @@ fn store_credentials_stay_out_of_responses_and_logs() {
         serve.log()
     );
 }
+
+#[test]
+fn keep_duration_removes_the_tags_not_written_for_that_long() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = ServeProc::start(&[
+        "--keep-duration",
+        "2s",
+        "--store",
+        &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display()),
+    ]);
+    let tag = |t: &str| format!("type=local,src={}/app,tag={t}", tmp.path().display());
+    bkcache(&[
+        "copy",
+        "--from",
+        &src(&fixture_cache("local-min")),
+        "--to",
+        &serve.reference("app:old"),
+    ])
+    .ok();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    bkcache(&[
+        "copy",
+        "--from",
+        &src(&fixture_cache("local-max")),
+        "--to",
+        &serve.reference("app:new"),
+    ])
+    .ok();
+    assert_eq!(bkcache(&["inspect", &tag("old")]).code, 4, "old went: {}", serve.log());
+    bkcache(&["verify", &tag("new")]).ok();
+}
+
+#[test]
+fn sigterm_lets_an_open_upload_finish_and_aborts_one_past_the_grace() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let start = || {
+        ServeProc::start(&[
+            "--shutdown-grace",
+            "3s",
+            "--store",
+            &format!("type=local,dest={}/{{repo}},tag={{tag}}", store.display()),
+        ])
+    };
+    let body = vec![42u8; 1 << 20];
+    let digest = bkcache_core::Digest::of_bytes(&body).to_string();
+    let visible = || blob_path(&store.join("a"), &digest).exists();
+    for finish in [true, false] {
+        let mut serve = start();
+        let (status, head, _) = http(&serve.addr, "POST", "/v2/a/blobs/uploads/", &[], b"");
+        assert_eq!(status, 202, "{head}");
+        let location = head
+            .lines()
+            .find_map(|l| l.strip_prefix("location: ").or_else(|| l.strip_prefix("Location: ")))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let mut s = std::net::TcpStream::connect(&serve.addr).unwrap();
+        write!(
+            s,
+            "PUT {location}?digest={digest} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(&body[..body.len() / 2]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let _ = std::process::Command::new("kill")
+            .arg(serve.child.id().to_string())
+            .status();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if finish {
+            s.write_all(&body[body.len() / 2..]).unwrap();
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            assert!(answer.starts_with("HTTP/1.1 201"), "the open upload finished: {answer}");
+            assert!(serve.terminate().success());
+            assert!(visible(), "the finished blob is in the store");
+            std::fs::remove_dir_all(&store).unwrap();
+        } else {
+            // The rest never comes: after the grace the upload is dropped, nothing visible.
+            let status = serve.terminate();
+            assert!(status.success(), "{status}");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            assert!(serve.log().contains("aborted"), "{}", serve.log());
+            assert!(!visible(), "no partial blob");
+        }
+    }
+}
