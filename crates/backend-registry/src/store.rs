@@ -204,20 +204,27 @@ impl RegistryStore {
         Ok(Some((Descriptor::new(media_type, digest, body.len() as u64), body)))
     }
 
-    /// PUT a manifest under `reference` (skipped when the tag already points at it).
-    pub(crate) async fn put_manifest(&self, reference: &str, desc: &Descriptor, bytes: Vec<u8>) -> Result<()> {
+    /// The digest `reference` points at now (one manifest HEAD), or `None` when it is absent.
+    async fn current_digest(&self, reference: &str) -> Result<Option<String>> {
         let url = self.client.url(&format!("manifests/{reference}")).await?;
         let head = self
             .client
             .send(Method::HEAD, &url, header("accept", MANIFEST_ACCEPT), None)
             .await?;
-        let current = head
+        let digest = head
             .headers()
             .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok());
-        if head.status().is_success() && current == Some(desc.digest.as_str()) {
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(digest.filter(|_| head.status().is_success()))
+    }
+
+    /// PUT a manifest under `reference` (skipped when the tag already points at it).
+    pub(crate) async fn put_manifest(&self, reference: &str, desc: &Descriptor, bytes: Vec<u8>) -> Result<()> {
+        if self.current_digest(reference).await?.as_deref() == Some(desc.digest.as_str()) {
             return Ok(());
         }
+        let url = self.client.url(&format!("manifests/{reference}")).await?;
         let resp = self
             .client
             .send(
@@ -551,16 +558,7 @@ impl CacheStore for RegistryStore {
     async fn unchanged(&self, cache: &AbstractCache, options: &ExportOptions) -> Result<Option<Descriptor>> {
         let encoded = encode_manifest(cache, options.wrapper(), options.oci_mediatypes)?;
         let reference = self.client.reference().manifest_reference();
-        let url = self.client.url(&format!("manifests/{reference}")).await?;
-        let head = self
-            .client
-            .send(Method::HEAD, &url, header("accept", MANIFEST_ACCEPT), None)
-            .await?;
-        let current = head
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok());
-        let same = head.status().is_success() && current == Some(encoded.manifest.digest.as_str());
+        let same = self.current_digest(&reference).await?.as_deref() == Some(encoded.manifest.digest.as_str());
         Ok(same.then_some(encoded.manifest))
     }
 

@@ -6,6 +6,22 @@ use serde::Serialize;
 use crate::digest::Digest;
 use crate::store::{CacheStore, LoadedCache, VerifiedStream};
 
+/// Bytes for people: `1.5 MiB` (exact below 1 KiB: `731 B`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 /// The stable `bkcache inspect --json` object (documented in the CLI's README section).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {

@@ -37,21 +37,8 @@ pub fn warn(quiet: bool, msg: &str) {
     }
 }
 
-/// Bytes for people: `1.5 MiB (1572864 bytes)`.
-pub(crate) fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+/// Bytes for people: `1.5 MiB`.
+pub(crate) use bkcache_core::inspect::human_bytes as human;
 
 pub fn copy_report(report: &CopyReport, json: bool, quiet: bool) -> Result<(), Error> {
     if json {

@@ -59,6 +59,11 @@ fn stores(tmp: &std::path::Path) -> Vec<(&'static str, String, String)> {
     out
 }
 
+/// A local store template under `dir`: `dir/<repo>`, tag `<tag>`.
+fn local_store(dir: &std::path::Path) -> String {
+    format!("type=local,dest={}/{{repo}},tag={{tag}}", dir.display())
+}
+
 fn unique() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -147,10 +152,7 @@ fn skopeo_copies_through_serve_with_chunked_uploads() {
     };
     assert!(out.status.success());
     let tmp = tempfile::tempdir().unwrap();
-    let serve = ServeProc::start(&[
-        "--store",
-        &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display()),
-    ]);
+    let serve = ServeProc::start(&["--store", &local_store(tmp.path())]);
     bkcache(&[
         "copy",
         "--from",
@@ -184,11 +186,7 @@ fn skopeo_copies_through_serve_with_chunked_uploads() {
 #[test]
 fn scan_refuses_a_cache_with_credentials_and_the_store_keeps_its_previous_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let serve = ServeProc::start(&[
-        "--scan",
-        "--store",
-        &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display()),
-    ]);
+    let serve = ServeProc::start(&["--scan", "--store", &local_store(tmp.path())]);
     let target = serve.reference("app:main");
     bkcache(&["copy", "--from", &src(&fixture_cache("local-max")), "--to", &target]).ok();
     let before = bkcache(&[
@@ -389,12 +387,7 @@ fn kill_9_at_random_points_of_an_export_never_leaves_a_broken_cache() {
 #[test]
 fn keep_storage_prunes_the_tag_after_each_commit() {
     let tmp = tempfile::tempdir().unwrap();
-    let serve = ServeProc::start(&[
-        "--keep-storage",
-        "3kB",
-        "--store",
-        &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display()),
-    ]);
+    let serve = ServeProc::start(&["--keep-storage", "3kB", "--store", &local_store(tmp.path())]);
     let fixture = src(&fixture_cache("local-max"));
     let full = bkcache(&["inspect", &fixture, "--json"]).ok().json();
     bkcache(&["copy", "--from", &fixture, "--to", &serve.reference("app:main")]).ok();
@@ -420,11 +413,7 @@ fn keep_storage_prunes_the_tag_after_each_commit() {
 #[test]
 fn sigterm_stops_serve_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut serve = ServeProc::start(&[
-        "--json-log",
-        "--store",
-        &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display()),
-    ]);
+    let mut serve = ServeProc::start(&["--json-log", "--store", &local_store(tmp.path())]);
     bkcache(&[
         "copy",
         "--from",
@@ -495,12 +484,7 @@ fn store_credentials_stay_out_of_responses_and_logs() {
 #[test]
 fn keep_duration_removes_the_tags_not_written_for_that_long() {
     let tmp = tempfile::tempdir().unwrap();
-    let serve = ServeProc::start(&[
-        "--keep-duration",
-        "2s",
-        "--store",
-        &format!("type=local,dest={}/{{repo}},tag={{tag}}", tmp.path().display()),
-    ]);
+    let serve = ServeProc::start(&["--keep-duration", "2s", "--store", &local_store(tmp.path())]);
     let tag = |t: &str| format!("type=local,src={}/app,tag={t}", tmp.path().display());
     bkcache(&[
         "copy",
