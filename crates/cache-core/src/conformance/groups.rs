@@ -106,6 +106,11 @@ pub(super) const ALL: &[Group] = &[
         run: concurrent_commits,
     },
     Group {
+        name: "unchanged_only_for_the_committed_cache",
+        needs: None,
+        run: unchanged_only_for_the_committed,
+    },
+    Group {
         name: "tags_listed_and_removed",
         needs: Some(TAGS),
         run: tags_listed_and_removed,
@@ -411,6 +416,36 @@ fn concurrent_commits(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
         let (a, b) = (shape(&a?), shape(&b?));
         let got = load_shape(one.as_ref()).await?.ok_or("no cache after two commits")?;
         check!(got == a || got == b, "two concurrent commits left a mix of both caches");
+        Ok(())
+    })
+}
+
+/// `unchanged` (a no-change re-export's shortcut) may say yes only for exactly the cache the
+/// location holds, with that manifest: never for another cache, never for an absent location.
+fn unchanged_only_for_the_committed(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
+    Box::pin(async move {
+        let options = ExportOptions::default();
+        let (_, store) = fresh(f, "same").await?;
+        let (d, _) = layer(60, 1000);
+        let never = cache_of("never committed", &[d]);
+        let absent = store.unchanged(&never, &options).await.map_err(err("unchanged"))?;
+        check!(absent.is_none(), "unchanged on an absent location: {absent:?}");
+        let cache = commit_layers(store.as_ref(), "same", 61, 2).await?;
+        let committed = store.commit(&cache, &options).await.map_err(err("commit again"))?;
+        let manifest = committed.manifest.ok_or("commit wrote no manifest")?;
+        if let Some(said) = store.unchanged(&cache, &options).await.map_err(err("unchanged"))? {
+            check!(
+                said.digest == manifest.digest,
+                "unchanged names {} but the commit wrote {}",
+                said.digest,
+                manifest.digest
+            );
+        }
+        let other = store.unchanged(&never, &options).await.map_err(err("unchanged"))?;
+        check!(
+            other.is_none(),
+            "unchanged for a cache that was never committed: {other:?}"
+        );
         Ok(())
     })
 }
