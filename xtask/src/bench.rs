@@ -971,8 +971,13 @@ const READING: &str = "
   per-request latency, which favours the tool that sends fewer requests.
 - **Re-export, nothing changed**: bkcache lists the s3/azblob blobs prefix once (bounded; HEAD per
   blob only when the listing is refused or far larger than the cache) and rewrites the config;
-  the registry API has no blob listing, so it sends one HEAD per blob, 16 at a time, and the
-  manifest only when it changed.
+  the registry API has no blob listing, but a registry keeps the blobs its tags reference: when
+  the tag already points at the byte-identical manifest, one manifest HEAD is the whole
+  re-export (`--recheck-target` sends one HEAD per blob, 16 at a time, instead).
+- **Through a registry endpoint**: the same client (`bkcache copy` to and from `type=registry`)
+  against docker-registry on its filesystem and against `bkcache serve` in front of a local
+  directory and of moto. Each client blob HEAD becomes a store HEAD, so onto moto (one Python
+  thread) serve's export is bound by moto's CPU, which the note beside the row gives.
 - **Peak RSS**: bkcache's upload buffers (whole small objects, multipart parts, Azure blocks)
   share a 24 MiB budget per store; downloads and local writes stream through bounded channels;
   on glibc the binary uses one malloc arena (per-thread arenas held up to twice the memory).
