@@ -492,31 +492,26 @@ fn rclone_tool(src: &Path, env: fn(&Ctx) -> Result<Vars>) -> Tool {
     )
 }
 
+/// Create the `bench` bucket on a fresh moto.
+fn bench_bucket(port: u16) -> Result {
+    crate::servers::sh(Command::new("curl").args(["-sf", "-X", "PUT", &format!("http://127.0.0.1:{port}/bench")]))
+}
+
+/// `type=s3` for the `bench` bucket on moto at `port`.
+fn bench_s3_spec(port: u16) -> String {
+    format!(
+        "type=s3,bucket=bench,region=us-east-1,endpoint_url=http://127.0.0.1:{port},use_path_style=true,access_key_id=test,secret_access_key=test"
+    )
+}
+
 fn s3_tools(bin: &Path, src: &Path) -> (Backend, Vec<Tool>) {
     let b = Backend {
         servers: "s3",
         port_var: "BKCACHE_TEST_S3",
         ops: ["local -> s3", "re-export to s3, nothing changed", "s3 -> local"],
-        setup: |c| {
-            crate::servers::sh(Command::new("curl").args([
-                "-sf",
-                "-X",
-                "PUT",
-                &format!("http://127.0.0.1:{}/bench", c.port),
-            ]))
-        },
+        setup: |c| bench_bucket(c.port),
     };
-    let bk = bk_tool(
-        bin,
-        src,
-        |c| {
-            Ok(format!(
-            "type=s3,bucket=bench,region=us-east-1,endpoint_url=http://127.0.0.1:{},use_path_style=true,access_key_id=test,secret_access_key=test",
-            c.port
-        ))
-        },
-        "",
-    );
+    let bk = bk_tool(bin, src, |c| Ok(bench_s3_spec(c.port)), "");
     let src1 = src.to_owned();
     let aws = |args: Vec<String>, port: u16| {
         let mut c = cmd("aws", &args);

@@ -77,13 +77,8 @@ impl Bench {
                 let s3 = match endpoint {
                     Endpoint::ServeS3 | Endpoint::DirectS3 => {
                         let port = port_in(srv.var("BKCACHE_TEST_S3")?)?;
-                        crate::servers::sh(Command::new("curl").args([
-                            "-sf",
-                            "-X",
-                            "PUT",
-                            &format!("http://127.0.0.1:{port}/bench"),
-                        ]))?;
-                        format!("type=s3,bucket=bench,region=us-east-1,endpoint_url=http://127.0.0.1:{port},use_path_style=true,access_key_id=test,secret_access_key=test")
+                        bench_bucket(port)?;
+                        bench_s3_spec(port)
                     }
                     _ => String::new(),
                 };

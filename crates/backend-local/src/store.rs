@@ -334,23 +334,17 @@ impl CacheStore for LocalStore {
         };
         let config_what = format!("cache config {} in {}", cm.config.digest, self.root.display());
         let config = read_small_blob(self, &cm.config, MAX_DOCUMENT, &config_what).await?;
-        let (cache, mut warnings) = cm.decode(&config)?;
-        for (what, size) in [("cache manifest", entry.size), ("cache config", cm.config.size)] {
+        let sizes = [("cache manifest", entry.size), ("cache config", cm.config.size)];
+        entry.annotations.clear();
+        let mut loaded = LoadedCache::from_manifest(cm, entry, &config)?;
+        for (what, size) in sizes {
             if size > BUILDKIT_MAX_BLOB {
-                warnings.push(format!(
+                loaded.warnings.push(format!(
                     "{what} is {size} bytes: BuildKit v0.32 refuses to import more than {BUILDKIT_MAX_BLOB} bytes"
                 ));
             }
         }
-        entry.annotations.clear();
-        Ok(Some(LoadedCache {
-            cache,
-            format: CacheFormat::Manifest(cm.wrapper),
-            manifest: entry,
-            config: Some(cm.config),
-            warnings,
-            parts: Vec::new(),
-        }))
+        Ok(Some(loaded))
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {

@@ -474,15 +474,7 @@ impl CacheStore for RegistryStore {
             desc.media_type = cm.wrapper.media_type();
         }
         let config = self.read_config(&cm.config).await?;
-        let (cache, warnings) = cm.decode(&config)?;
-        Ok(Some(LoadedCache {
-            cache,
-            format: CacheFormat::Manifest(cm.wrapper),
-            manifest: desc,
-            config: Some(cm.config),
-            warnings,
-            parts: Vec::new(),
-        }))
+        LoadedCache::from_manifest(cm, desc, &config).map(Some)
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {

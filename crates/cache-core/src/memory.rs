@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::gojson::GoTime;
 use crate::manifest::TopLevel;
 use crate::spec::ExportOptions;
-use crate::store::{read_small_blob, write_manifest_blobs, BlobEntry, BlobStream, CacheFormat, Committed, TagEntry};
+use crate::store::{read_small_blob, write_manifest_blobs, BlobEntry, BlobStream, Committed, TagEntry};
 use crate::{CacheStore, LoadedCache, VerifiedStream};
 
 /// Largest manifest or config read into memory.
@@ -101,15 +101,7 @@ impl CacheStore for MemoryStore {
             reason: "not a cache manifest".into(),
         })?;
         let config = read_small_blob(self, &cm.config, MAX_DOCUMENT, "cache config").await?;
-        let (cache, warnings) = cm.decode(&config)?;
-        Ok(Some(LoadedCache {
-            cache,
-            format: CacheFormat::Manifest(cm.wrapper),
-            manifest: entry,
-            config: Some(cm.config),
-            warnings,
-            parts: Vec::new(),
-        }))
+        LoadedCache::from_manifest(cm, entry, &config).map(Some)
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {

@@ -15,7 +15,7 @@ use crate::descriptor::Descriptor;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::gojson::GoTime;
-use crate::manifest::{encode_manifest, EncodedManifest, Wrapper};
+use crate::manifest::{encode_manifest, CacheManifest, EncodedManifest, Wrapper};
 use crate::spec::ExportOptions;
 
 /// A blob's bytes, as a stream of chunks.
@@ -74,6 +74,22 @@ impl LoadedCache {
             warnings,
             parts,
         }
+    }
+}
+
+impl LoadedCache {
+    /// A cache read from a manifest-family document (local, registry): `manifest` is the
+    /// top-level descriptor, `config_bytes` the cache config it names (decoded here).
+    pub fn from_manifest(cm: CacheManifest, manifest: Descriptor, config_bytes: &[u8]) -> Result<Self> {
+        let (cache, warnings) = cm.decode(config_bytes)?;
+        Ok(LoadedCache {
+            cache,
+            format: CacheFormat::Manifest(cm.wrapper),
+            manifest,
+            config: Some(cm.config),
+            warnings,
+            parts: Vec::new(),
+        })
     }
 }
 

@@ -76,7 +76,6 @@ fn exit_code(e: &ServeError) -> u8 {
     match e {
         ServeError::Config(_) | ServeError::Unauthenticated { .. } | ServeError::File { .. } => EXIT_USAGE,
         ServeError::Core(e) => crate::exit_code(e),
-        ServeError::Listen { .. } => 1,
         _ => 1,
     }
 }

@@ -209,12 +209,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             return with_api_version(r);
         }
     }
-    let reply = send(dispatch(&state, req)).await;
+    let reply = dispatch(&state, req).await;
     with_api_version(reply.unwrap_or_else(|e| error_response(&e)))
-}
-
-fn send<F: std::future::Future + Send>(f: F) -> F {
-    f
 }
 
 fn with_api_version(mut r: Response<Body>) -> Response<Body> {
@@ -249,19 +245,19 @@ async fn dispatch(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         (Route::Tags(name), &Method::GET) => manifests::tags(state, name).await,
         (Route::Manifest(name, reference), &Method::GET | &Method::HEAD) => {
             let (name, reference) = (name.to_owned(), reference.to_owned());
-            send(manifests::get(state, &name, &reference, head, &req)).await
+            manifests::get(state, &name, &reference, head, &req).await
         }
         (Route::Manifest(name, reference), &Method::PUT) => {
             let (name, reference) = (name.to_owned(), reference.to_owned());
-            send(manifests::put(state, &name, &reference, req)).await
+            manifests::put(state, &name, &reference, req).await
         }
         (Route::Blob(name, digest), &Method::GET | &Method::HEAD) => {
             let range = header(&req, "range").map(str::to_owned);
-            send(blobs::get(state, name, digest, head, range.as_deref())).await
+            blobs::get(state, name, digest, head, range.as_deref()).await
         }
         (Route::Uploads(name), &Method::POST) => {
             let name = name.to_owned();
-            send(uploads::start(state, &name, req)).await
+            uploads::start(state, &name, req).await
         }
         (Route::Upload(name, id), &Method::PATCH) => {
             let (name, id) = (name.to_owned(), id.to_owned());
@@ -269,7 +265,7 @@ async fn dispatch(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         }
         (Route::Upload(name, id), &Method::PUT) => {
             let (name, id) = (name.to_owned(), id.to_owned());
-            send(uploads::finish(state, &name, &id, req)).await
+            uploads::finish(state, &name, &id, req).await
         }
         (Route::Upload(name, id), &Method::GET) => uploads::status(state, name, id),
         (Route::Upload(name, id), &Method::DELETE) => uploads::cancel(state, name, id),

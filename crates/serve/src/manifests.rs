@@ -110,7 +110,6 @@ async fn without_evicted(
         .filter(|(d, s)| cache.blobs.get(*d).is_some_and(|desc| Some(desc.size) == **s))
         .map(|(d, _)| d)
         .collect();
-    let present: HashSet<Digest> = present.into_iter().cloned().collect();
     let dropped = cache.drop_results_without(|d| present.contains(d));
     if !dropped.is_empty() {
         state.log.event(

@@ -417,13 +417,11 @@ async fn file_stream(path: &std::path::Path) -> Result<BlobStream, OciError> {
         )
     })?;
     let location = path.display().to_string();
-    Ok(Box::pin(tokio_util_like::ReaderStream::new(file, 256 << 10).map_err(
-        move |e| CoreError::Io {
-            location: location.clone(),
-            operation: "read the spooled upload".into(),
-            source: e,
-        },
-    )))
+    Ok(Box::pin(file_chunks(file, 256 << 10).map_err(move |e| CoreError::Io {
+        location: location.clone(),
+        operation: "read the spooled upload".into(),
+        source: e,
+    })))
 }
 
 /// Stream into one store; a digest or size mismatch is `DIGEST_INVALID`, whatever the store
@@ -458,25 +456,15 @@ async fn verify_only(desc: &Descriptor, body: BlobStream) -> Result<(), OciError
 }
 
 /// A file read in fixed chunks (what tokio-util's `ReaderStream` does; not worth the crate).
-mod tokio_util_like {
-    use bytes::Bytes;
-    use futures::Stream;
+fn file_chunks(file: tokio::fs::File, chunk: usize) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
     use tokio::io::AsyncReadExt;
-
-    pub struct ReaderStream;
-
-    impl ReaderStream {
-        #[allow(clippy::new_ret_no_self)]
-        pub fn new(file: tokio::fs::File, chunk: usize) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
-            futures::stream::try_unfold(file, move |mut f| async move {
-                let mut buf = vec![0u8; chunk];
-                let n = f.read(&mut buf).await?;
-                if n == 0 {
-                    return Ok(None);
-                }
-                buf.truncate(n);
-                Ok(Some((Bytes::from(buf), f)))
-            })
+    futures::stream::try_unfold(file, move |mut f| async move {
+        let mut buf = vec![0u8; chunk];
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
         }
-    }
+        buf.truncate(n);
+        Ok(Some((Bytes::from(buf), f)))
+    })
 }
