@@ -325,18 +325,21 @@ impl CacheStore for LocalStore {
         let what = format!("manifest {} in {}", entry.digest, self.root.display());
         let bytes = read_small_blob(self, &entry, MAX_DOCUMENT, &what).await?;
         let top = TopLevel::detect(&bytes, &what)?;
-        let Some(cm) = top.cache_manifest() else {
-            return self.load_inline(top, entry).await;
+        drop(bytes);
+        let image_media_type = match &top {
+            TopLevel::Manifest(m) => Some(m.media_type.clone().unwrap_or(MediaType::OciImageManifest)),
+            TopLevel::Index(_) => None,
         };
-        entry.media_type = match &top {
-            TopLevel::Manifest(m) => m.media_type.clone().unwrap_or(MediaType::OciImageManifest),
-            TopLevel::Index(_) => cm.wrapper.media_type(),
+        let cm = match top.into_cache_manifest() {
+            Ok(cm) => cm,
+            Err(top) => return self.load_inline(top, entry).await,
         };
+        entry.media_type = image_media_type.unwrap_or_else(|| cm.wrapper.media_type());
         let config_what = format!("cache config {} in {}", cm.config.digest, self.root.display());
         let config = read_small_blob(self, &cm.config, MAX_DOCUMENT, &config_what).await?;
         let sizes = [("cache manifest", entry.size), ("cache config", cm.config.size)];
         entry.annotations.clear();
-        let mut loaded = LoadedCache::from_manifest(cm, entry, &config)?;
+        let mut loaded = LoadedCache::from_manifest(cm, entry, config)?;
         for (what, size) in sizes {
             if size > BUILDKIT_MAX_BLOB {
                 loaded.warnings.push(format!(

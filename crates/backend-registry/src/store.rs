@@ -467,14 +467,16 @@ impl CacheStore for RegistryStore {
         };
         let what = format!("manifest {}", self.location());
         let top = TopLevel::detect(&bytes, &what)?;
-        let Some(cm) = top.cache_manifest() else {
-            return self.load_inline(top, desc).await;
+        drop(bytes);
+        let cm = match top.into_cache_manifest() {
+            Ok(cm) => cm,
+            Err(top) => return self.load_inline(top, desc).await,
         };
         if desc.media_type.as_str().is_empty() || !(desc.media_type.is_manifest() || desc.media_type.is_index()) {
             desc.media_type = cm.wrapper.media_type();
         }
         let config = self.read_config(&cm.config).await?;
-        LoadedCache::from_manifest(cm, desc, &config).map(Some)
+        LoadedCache::from_manifest(cm, desc, config).map(Some)
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {

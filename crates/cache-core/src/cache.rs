@@ -161,13 +161,32 @@ impl AbstractCache {
     /// dropped with a warning, as BuildKit's `getRemoteChain` does.
     pub fn from_config(
         config: &CacheConfig,
+        describe: impl FnMut(&Digest) -> Option<Descriptor>,
+    ) -> Result<(Self, Warnings)> {
+        Self::build(config, BTreeMap::new(), describe)
+    }
+
+    /// [`AbstractCache::from_config`] with every descriptor given up front (a manifest's
+    /// layers); those no result names are dropped.
+    pub fn from_config_with_blobs(
+        config: &CacheConfig,
+        blobs: BTreeMap<Digest, Descriptor>,
+    ) -> Result<(Self, Warnings)> {
+        Self::build(config, blobs, |_| None)
+    }
+
+    fn build(
+        config: &CacheConfig,
+        mut blobs: BTreeMap<Digest, Descriptor>,
         mut describe: impl FnMut(&Digest) -> Option<Descriptor>,
     ) -> Result<(Self, Warnings)> {
         let mut warnings = Vec::new();
         let mut records = records_of(config)?;
         check_no_loops(&records)?;
 
-        let mut blobs = BTreeMap::new();
+        // Per layer-table index: described yet? (a deep stack is walked by every result above
+        // it; the provider and the blob table are asked once per layer).
+        let mut known: Vec<Option<bool>> = vec![None; config.layers.len()];
         let mut lookup = |d: &Digest, blobs: &mut BTreeMap<Digest, Descriptor>| -> bool {
             if blobs.contains_key(d) {
                 return true;
@@ -190,15 +209,18 @@ impl AbstractCache {
                         "the results expand to more than {MAX_LAYER_REFERENCES} layer references (long chains shared by many records); refusing to load it"
                     )));
                 }
-                if let Some(missing) = chain.iter().find(|d| !lookup(d, &mut blobs)) {
+                let missing = chain
+                    .iter()
+                    .find(|&&i| !*known[i].get_or_insert_with(|| lookup(&config.layers[i].blob, &mut blobs)));
+                if let Some(&missing) = missing {
                     warnings.push(format!(
-                        "record {} result skipped: its layer blob {missing} is not described by the cache",
-                        rec.digest
+                        "record {} result skipped: its layer blob {} is not described by the cache",
+                        rec.digest, config.layers[missing].blob
                     ));
                     continue;
                 }
                 records[r].results.push(LayerChain {
-                    blobs: chain,
+                    blobs: chain.iter().map(|&i| config.layers[i].blob.clone()).collect(),
                     created_at: res.created_at,
                 });
             }
@@ -328,13 +350,17 @@ impl AbstractCache {
     /// The layer blobs in the order of the encoded config's `layers` table (sorted by digest,
     /// de-duplicated): the order of the manifest's layer descriptors.
     pub fn layer_order(&self) -> Vec<Digest> {
-        let mut seen = BTreeSet::new();
-        for rec in &self.records {
-            for res in &rec.results {
-                seen.extend(res.blobs.iter().cloned());
-            }
-        }
-        seen.into_iter().collect()
+        let used = self.used_blobs();
+        // `blobs` is sorted by digest and holds every blob a result names (the invariant).
+        self.blobs.keys().filter(|d| used.contains(d)).cloned().collect()
+    }
+
+    /// Every blob some result names.
+    fn used_blobs(&self) -> HashSet<&Digest> {
+        self.records
+            .iter()
+            .flat_map(|r| r.results.iter().flat_map(|c| &c.blobs))
+            .collect()
     }
 
     /// Number of results over all records.
@@ -427,12 +453,11 @@ impl AbstractCache {
 
     /// Remove descriptors no result names.
     pub fn prune_blobs(&mut self) {
-        let used: HashSet<Digest> = self
-            .records
-            .iter()
-            .flat_map(|r| r.results.iter().flat_map(|c| c.blobs.iter().cloned()))
-            .collect();
-        self.blobs.retain(|d, _| used.contains(d));
+        let used = self.used_blobs();
+        let unused: Vec<Digest> = self.blobs.keys().filter(|d| !used.contains(d)).cloned().collect();
+        for d in unused {
+            self.blobs.remove(&d);
+        }
     }
 
     /// Merge several caches into one (many `--cache-from`). Records with the same digest and
@@ -442,9 +467,11 @@ impl AbstractCache {
         type Key = (Digest, Vec<Vec<(String, usize)>>);
         let mut out = AbstractCache::default();
         let mut index: HashMap<Key, usize> = HashMap::new();
-        for cache in caches {
+        for mut cache in caches {
             let mut map = vec![usize::MAX; cache.records.len()];
             for r in topo_order(&cache.records) {
+                // Moved, not copied: each record is visited once.
+                let results = std::mem::take(&mut cache.records[r].results);
                 let rec = &cache.records[r];
                 let inputs: Vec<Vec<(String, usize)>> = rec
                     .inputs
@@ -481,11 +508,11 @@ impl AbstractCache {
                 };
                 map[r] = idx;
                 let target = &mut out.records[idx].results;
-                for res in &rec.results {
+                for res in results {
                     match target.iter_mut().find(|t| t.blobs == res.blobs) {
                         Some(t) if t.created_at < res.created_at => t.created_at = res.created_at,
                         Some(_) => {}
-                        None => target.push(res.clone()),
+                        None => target.push(res),
                     }
                 }
             }
@@ -497,30 +524,31 @@ impl AbstractCache {
     }
 }
 
-/// Follow parent links from `top` to the bottom; returns the chain bottom first.
-fn layer_chain(config: &CacheConfig, top: i64) -> Result<Vec<Digest>> {
+/// Follow parent links from `top` to the bottom; returns the layer-table indices, bottom first.
+fn layer_chain(config: &CacheConfig, top: i64) -> Result<Vec<usize>> {
     let mut chain = Vec::new();
     let mut idx = top;
     loop {
-        let layer = usize::try_from(idx)
+        let i = usize::try_from(idx)
             .ok()
-            .and_then(|i| config.layers.get(i))
+            .filter(|&i| i < config.layers.len())
             .ok_or_else(|| {
                 Error::config(format!(
                     "invalid layer index {idx}: the config has {} layers",
                     config.layers.len()
                 ))
             })?;
-        chain.push(layer.blob.clone());
+        chain.push(i);
         if chain.len() > config.layers.len() {
             return Err(Error::config(format!(
                 "invalid looping layer: layer {top} reaches itself through its parents"
             )));
         }
-        if layer.parent == -1 {
+        let parent = config.layers[i].parent;
+        if parent == -1 {
             break;
         }
-        idx = layer.parent;
+        idx = parent;
     }
     chain.reverse();
     Ok(chain)

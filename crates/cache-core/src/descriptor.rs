@@ -40,12 +40,53 @@ pub struct Descriptor {
     /// Embedded content (base64), kept as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
-    /// Platform of an image manifest in an index.
+    /// Platform of an image manifest in an index (boxed: rare, and a large cache holds a
+    /// descriptor per layer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
+    pub platform: Option<Box<Platform>>,
     /// Artifact type.
     #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
+}
+
+/// A descriptor borrowed for writing, with the media type it is written with: serialises
+/// exactly as the [`Descriptor`] it views (same keys, order and omissions).
+#[derive(Debug, Serialize)]
+pub(crate) struct DescriptorView<'a> {
+    #[serde(rename = "mediaType")]
+    media_type: MediaType,
+    digest: &'a Digest,
+    size: u64,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    urls: &'a [String],
+    #[serde(skip_serializing_if = "no_annotations")]
+    annotations: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<&'a Platform>,
+    #[serde(rename = "artifactType", skip_serializing_if = "Option::is_none")]
+    artifact_type: Option<&'a String>,
+}
+
+fn no_annotations(a: &&BTreeMap<String, String>) -> bool {
+    a.is_empty()
+}
+
+impl<'a> DescriptorView<'a> {
+    /// View `desc`, written with `media_type`.
+    pub(crate) fn new(desc: &'a Descriptor, media_type: MediaType) -> Self {
+        DescriptorView {
+            media_type,
+            digest: &desc.digest,
+            size: desc.size,
+            urls: &desc.urls,
+            annotations: &desc.annotations,
+            data: desc.data.as_ref(),
+            platform: desc.platform.as_deref(),
+            artifact_type: desc.artifact_type.as_ref(),
+        }
+    }
 }
 
 /// An OCI platform, in Go's key order.
@@ -113,5 +154,22 @@ impl Descriptor {
             .layer_compression()
             .map(|c| c.as_str())
             .unwrap_or("unknown")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_writes_the_bytes_of_its_descriptor() {
+        let full = r#"{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":3,"urls":["https://example.com/x"],"annotations":{"a":"1","b":"2"},"data":"eA==","platform":{"architecture":"amd64","os":"linux"},"artifactType":"x/y"}"#;
+        let bare = r#"{"mediaType":"","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":0}"#;
+        for text in [full, bare] {
+            let desc: Descriptor = serde_json::from_str(text).unwrap();
+            let own = crate::gojson::to_go_json(&desc).unwrap();
+            let view = crate::gojson::to_go_json(&DescriptorView::new(&desc, desc.media_type.clone())).unwrap();
+            assert_eq!(String::from_utf8(view).unwrap(), String::from_utf8(own).unwrap());
+        }
     }
 }

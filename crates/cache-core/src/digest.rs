@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
@@ -19,8 +20,12 @@ use crate::error::{Error, Result};
 /// assert_eq!(d.to_string(), "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
 /// assert!(Digest::parse("sha256:../../x").is_err());
 /// ```
+///
+/// Shared, not copied: a clone is a reference count. A cache names each blob in its manifest,
+/// its config and every result chain (bottom layer first, so a deep stack repeats the same
+/// digests in every result above it): a 64k-record cache holds millions of them.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(String);
+pub struct Digest(Arc<str>);
 
 impl Digest {
     /// Parse and validate.
@@ -31,7 +36,7 @@ impl Digest {
                 .iter()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
         if ok {
-            Ok(Digest(s.to_owned()))
+            Ok(Digest(Arc::from(s)))
         } else {
             Err(Error::InvalidDigest {
                 value: s.chars().take(100).collect(),
@@ -53,7 +58,7 @@ impl Digest {
             s.push(HEX[(b >> 4) as usize] as char);
             s.push(HEX[(b & 15) as usize] as char);
         }
-        Digest(s)
+        Digest(Arc::from(s))
     }
 
     /// The full `sha256:<hex>` text.
@@ -104,8 +109,22 @@ impl Serialize for Digest {
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Digest::parse(&s).map_err(serde::de::Error::custom)
+        d.deserialize_str(DigestVisitor)
+    }
+}
+
+/// Parses the borrowed text where the format allows it (no `String` per digest).
+struct DigestVisitor;
+
+impl serde::de::Visitor<'_> for DigestVisitor {
+    type Value = Digest;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sha256 digest string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Digest, E> {
+        Digest::parse(s).map_err(E::custom)
     }
 }
 

@@ -20,6 +20,8 @@ pub fn to_go_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
         what: "document being written".into(),
         source,
     })?;
+    // Growth doubles: a 17 MB document would keep up to 32 MB for as long as it is held.
+    out.shrink_to_fit();
     Ok(out)
 }
 

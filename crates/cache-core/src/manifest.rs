@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{AbstractCache, Warnings};
 use crate::config::CacheConfig;
-use crate::descriptor::Descriptor;
+use crate::descriptor::{Descriptor, DescriptorView};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::gojson::to_go_json;
@@ -57,9 +58,10 @@ impl Wrapper {
     }
 }
 
-/// An OCI (or Docker schema 2) image manifest, in Go's key order.
+/// An OCI (or Docker schema 2) image manifest, in Go's key order. `D` is the descriptor type:
+/// owned when read, a borrowed view when written (no copy of a large cache's descriptors).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageManifest {
+pub struct ImageManifest<D = Descriptor> {
     /// Always 2.
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
@@ -70,21 +72,21 @@ pub struct ImageManifest {
     #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
     /// The config blob.
-    pub config: Descriptor,
+    pub config: D,
     /// The layers.
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
+    #[serde(default = "Vec::new")]
+    pub layers: Vec<D>,
     /// Subject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<Descriptor>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub subject: Option<D>,
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
 
-/// An OCI index or Docker manifest list, in Go's key order.
+/// An OCI index or Docker manifest list, in Go's key order (`D` as in [`ImageManifest`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Index {
+pub struct Index<D = Descriptor> {
     /// Always 2.
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
@@ -95,14 +97,18 @@ pub struct Index {
     #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
     /// Entries.
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
+    #[serde(default = "Vec::new")]
+    pub manifests: Vec<D>,
     /// Subject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<Descriptor>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub subject: Option<D>,
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+fn none<D>() -> Option<D> {
+    None
 }
 
 impl Index {
@@ -141,16 +147,18 @@ pub enum TopLevel {
     Index(Box<Index>),
 }
 
+/// Which keys the document has (values skipped, not built: a large cache's manifest is tens of
+/// MB). A JSON `null` counts as absent, as Go's nil.
 #[derive(Deserialize)]
 struct Probe {
     #[serde(rename = "mediaType", default)]
     media_type: Option<String>,
     #[serde(default)]
-    config: Option<serde_json::Value>,
+    config: Option<IgnoredAny>,
     #[serde(default)]
-    layers: Option<serde_json::Value>,
+    layers: Option<IgnoredAny>,
     #[serde(default)]
-    manifests: Option<serde_json::Value>,
+    manifests: Option<IgnoredAny>,
 }
 
 impl TopLevel {
@@ -192,37 +200,48 @@ impl TopLevel {
     }
 
     /// The cache config and layer descriptors, or `None` when this is a plain image (no
-    /// cache config: the inline-cache path).
+    /// cache config: the inline-cache path). Copies the descriptors; a loader that is done with
+    /// the document uses [`TopLevel::into_cache_manifest`].
     pub fn cache_manifest(&self) -> Option<CacheManifest> {
+        self.clone().into_cache_manifest().ok()
+    }
+
+    /// The cache config and layer descriptors, moved out of the document (no second copy of a
+    /// large manifest's descriptors); a plain image comes back unchanged as the error.
+    pub fn into_cache_manifest(self) -> std::result::Result<CacheManifest, TopLevel> {
         match self {
-            TopLevel::Manifest(m) => (m.config.media_type == MediaType::BuildkitCacheConfig).then(|| CacheManifest {
-                config: m.config.clone(),
-                layers: m.layers.clone(),
-                wrapper: Wrapper::ImageManifest,
-            }),
-            TopLevel::Index(i) => {
-                let config = i
-                    .manifests
+            TopLevel::Manifest(m) if m.config.media_type == MediaType::BuildkitCacheConfig => {
+                let m = *m;
+                Ok(CacheManifest {
+                    config: m.config,
+                    layers: m.layers,
+                    wrapper: Wrapper::ImageManifest,
+                })
+            }
+            TopLevel::Index(i)
+                if i.manifests
                     .iter()
-                    .find(|d| d.media_type == MediaType::BuildkitCacheConfig)?
-                    .clone();
-                let layers = i
-                    .manifests
-                    .iter()
-                    .filter(|d| d.media_type != MediaType::BuildkitCacheConfig)
-                    .cloned()
-                    .collect();
+                    .any(|d| d.media_type == MediaType::BuildkitCacheConfig) =>
+            {
+                let i = *i;
                 let wrapper = if i.media_type == Some(MediaType::DockerManifestList) {
                     Wrapper::DockerManifestList
                 } else {
                     Wrapper::OciIndex
                 };
-                Some(CacheManifest {
+                let (mut configs, layers): (Vec<Descriptor>, Vec<Descriptor>) = i
+                    .manifests
+                    .into_iter()
+                    .partition(|d| d.media_type == MediaType::BuildkitCacheConfig);
+                // `any` above: there is at least one; the first is the one BuildKit reads.
+                let config = configs.swap_remove(0);
+                Ok(CacheManifest {
                     config,
                     layers,
                     wrapper,
                 })
             }
+            other => Err(other),
         }
     }
 }
@@ -244,6 +263,17 @@ impl CacheManifest {
         let config = CacheConfig::from_slice(config_bytes, &format!("cache config {}", self.config.digest))?;
         let by_digest: HashMap<&Digest, &Descriptor> = self.layers.iter().map(|d| (&d.digest, d)).collect();
         AbstractCache::from_config(&config, |d| by_digest.get(d).map(|x| (*x).clone()))
+    }
+
+    /// [`CacheManifest::decode`] for a loader that is done with the documents: the layer
+    /// descriptors move into the cache (no second copy) and the config bytes are freed once
+    /// parsed. Returns the config descriptor and wrapper too.
+    pub fn into_decoded(self, config_bytes: Vec<u8>) -> Result<(AbstractCache, Warnings, Descriptor, Wrapper)> {
+        let blobs: BTreeMap<Digest, Descriptor> = self.layers.into_iter().map(|d| (d.digest.clone(), d)).collect();
+        let config = CacheConfig::from_slice(&config_bytes, &format!("cache config {}", self.config.digest))?;
+        drop(config_bytes);
+        let (cache, warnings) = AbstractCache::from_config_with_blobs(&config, blobs)?;
+        Ok((cache, warnings, self.config, self.wrapper))
     }
 }
 
@@ -270,26 +300,27 @@ pub fn encode_manifest(cache: &AbstractCache, wrapper: Wrapper, oci_mediatypes: 
     let config_desc = Descriptor::of_bytes(MediaType::BuildkitCacheConfig, &config_bytes);
     let mut layers = Vec::with_capacity(config.layers.len());
     for l in &config.layers {
-        let mut desc = cache
+        let desc = cache
             .blobs
             .get(&l.blob)
-            .cloned()
             .ok_or_else(|| Error::config(format!("layer {} has no descriptor", l.blob)))?;
-        desc.media_type = desc.media_type.to_oci().for_family(oci_mediatypes);
-        layers.push(desc);
+        layers.push(DescriptorView::new(
+            desc,
+            desc.media_type.to_oci().for_family(oci_mediatypes),
+        ));
     }
     let manifest_bytes = match wrapper {
         Wrapper::ImageManifest => to_go_json(&ImageManifest {
             schema_version: 2,
             media_type: Some(MediaType::OciImageManifest),
             artifact_type: None,
-            config: config_desc.clone(),
+            config: DescriptorView::new(&config_desc, config_desc.media_type.clone()),
             layers,
             subject: None,
             annotations: BTreeMap::new(),
         })?,
         Wrapper::OciIndex | Wrapper::DockerManifestList => {
-            layers.push(config_desc.clone());
+            layers.push(DescriptorView::new(&config_desc, config_desc.media_type.clone()));
             to_go_json(&Index {
                 schema_version: 2,
                 media_type: Some(wrapper.media_type()),

@@ -96,12 +96,12 @@ impl CacheStore for MemoryStore {
         let what = format!("manifest {}", entry.digest);
         let bytes = read_small_blob(self, &entry, MAX_DOCUMENT, &what).await?;
         let top = TopLevel::detect(&bytes, &what)?;
-        let cm = top.cache_manifest().ok_or_else(|| Error::InvalidManifest {
+        let cm = top.into_cache_manifest().map_err(|_| Error::InvalidManifest {
             what,
             reason: "not a cache manifest".into(),
         })?;
         let config = read_small_blob(self, &cm.config, MAX_DOCUMENT, "cache config").await?;
-        LoadedCache::from_manifest(cm, entry, &config).map(Some)
+        LoadedCache::from_manifest(cm, entry, config).map(Some)
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {

@@ -80,13 +80,13 @@ impl LoadedCache {
 impl LoadedCache {
     /// A cache read from a manifest-family document (local, registry): `manifest` is the
     /// top-level descriptor, `config_bytes` the cache config it names (decoded here).
-    pub fn from_manifest(cm: CacheManifest, manifest: Descriptor, config_bytes: &[u8]) -> Result<Self> {
-        let (cache, warnings) = cm.decode(config_bytes)?;
+    pub fn from_manifest(cm: CacheManifest, manifest: Descriptor, config_bytes: Vec<u8>) -> Result<Self> {
+        let (cache, warnings, config, wrapper) = cm.into_decoded(config_bytes)?;
         Ok(LoadedCache {
             cache,
-            format: CacheFormat::Manifest(cm.wrapper),
+            format: CacheFormat::Manifest(wrapper),
             manifest,
-            config: Some(cm.config),
+            config: Some(config),
             warnings,
             parts: Vec::new(),
         })

@@ -356,10 +356,18 @@ pub async fn copy(
             owner.entry(d.clone()).or_insert(l.source);
         }
     }
-    let merged = AbstractCache::merge(loaded.into_iter().map(|l| l.cache.cache));
+    let mut merged = Some(AbstractCache::merge(loaded.into_iter().map(|l| l.cache.cache)));
 
     let mut reports = Vec::with_capacity(targets.len());
-    for target in targets {
+    for (i, target) in targets.iter().enumerate() {
+        let mode = target.options.mode.unwrap_or(Mode::Max);
+        // The last target takes the merged cache itself when it keeps all of it (no copy of a
+        // large cache); the others get their own.
+        let cache = match (&merged, i + 1 == targets.len() && mode == Mode::Max) {
+            (_, true) => merged.take().unwrap_or_default(),
+            (Some(m), false) => m.apply_mode(mode),
+            (None, false) => AbstractCache::default(),
+        };
         let mut report = TargetReport {
             target: target.label.clone(),
             outcome: Outcome::Committed,
@@ -376,7 +384,7 @@ pub async fn copy(
         let result = export_one(
             sources,
             &owner,
-            &merged,
+            cache,
             target,
             options,
             &progress,
@@ -453,17 +461,14 @@ where
 async fn export_one(
     sources: &[Source],
     owner: &HashMap<Digest, usize>,
-    merged: &AbstractCache,
+    cache: AbstractCache,
     target: &Target,
     options: &CopyOptions,
     progress: &Arc<dyn Progress>,
     report: &mut TargetReport,
     sink: &mut Warn<'_>,
 ) -> Result<()> {
-    let mut cache = target
-        .store
-        .select(merged.apply_mode(target.options.mode.unwrap_or(Mode::Max)))
-        .await?;
+    let mut cache = target.store.select(cache).await?;
     report.records = cache.records.len();
     report.layers = cache.blobs.len();
     let retries = AtomicUsize::new(0);
@@ -476,22 +481,19 @@ async fn export_one(
         retries: &retries,
     };
     let want = target.options.compression;
-    let differ: Vec<Descriptor> = cache
-        .blobs
-        .values()
-        .filter(|d| d.compression_name() != want.as_str())
-        .cloned()
-        .collect();
-    if target.options.force_compression && !differ.is_empty() {
+    let differs = |d: &&Descriptor| d.compression_name() != want.as_str();
+    let differ = cache.blobs.values().filter(differs).count();
+    if target.options.force_compression && differ > 0 {
+        let differ: Vec<Descriptor> = cache.blobs.values().filter(differs).cloned().collect();
         let converted = export.convert(&differ).await?;
         report.blobs_converted = converted.len();
         cache.replace_blobs(converted.into_iter().collect());
-    } else if !target.options.force_compression && target.options.compression_explicit && !differ.is_empty() {
+    } else if !target.options.force_compression && target.options.compression_explicit && differ > 0 {
         sink.warn(format!(
             "{}: compression={} applies to new blobs only; {} copied layer(s) keep their compression (add force-compression=true to convert)",
             target.label,
             want.as_str(),
-            differ.len()
+            differ
         ));
     }
     if !options.recheck_target && !cache.has_no_layers() {
@@ -625,7 +627,7 @@ impl Export<'_> {
 
     /// The plan: the blobs the target lacks. Existence checks are small requests (or one
     /// listing), so they run wider than the transfers.
-    async fn missing(&self, cache: &AbstractCache) -> Result<Vec<Descriptor>> {
+    async fn missing<'c>(&self, cache: &'c AbstractCache) -> Result<Vec<&'c Descriptor>> {
         let digests: Vec<Digest> = cache.blobs.values().map(|d| d.digest.clone()).collect();
         let wide = self.options.parallelism.max(1) * CHECKS_PER_TRANSFER;
         let sizes = self.target.store.blob_sizes(&digests, wide).await?;
@@ -634,17 +636,17 @@ impl Export<'_> {
             .values()
             .zip(sizes)
             .filter(|(d, size)| *size != Some(d.size))
-            .map(|(d, _)| d.clone())
+            .map(|(d, _)| d)
             .collect())
     }
 
     /// Stream each missing blob source -> verifying adapter -> target (or copy it server-side);
     /// stop at the first failure. Returns how many went server-side.
-    async fn transfer(&self, missing: &[Descriptor]) -> Result<usize> {
+    async fn transfer(&self, missing: &[&Descriptor]) -> Result<usize> {
         let counter = self.counter();
         let server_side = AtomicUsize::new(0);
         let (server_side_ref, target) = (&server_side, self.target);
-        futures::stream::iter(missing.iter())
+        futures::stream::iter(missing.iter().copied())
             .map(Ok::<_, Error>)
             .try_for_each_concurrent(self.options.parallelism.max(1), |desc| {
                 let counter = counter.clone();
