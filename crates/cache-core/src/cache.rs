@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 use crate::gojson::GoTime;
 
 /// Bound on the layer references a config's results may expand to (each result is a full chain:
-/// n results on one n-layer chain make n² references). Real caches stay far below.
-pub const MAX_LAYER_REFERENCES: usize = 2_000_000;
+/// n results on one n-layer chain make n² references). Each reference is a shared digest (16
+/// bytes), so the bound holds them to 128 MiB; a generated 250k-record cache needs about 2.3M.
+pub const MAX_LAYER_REFERENCES: usize = 8_000_000;
 
 /// What a cache export keeps (`mode=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
