@@ -168,6 +168,8 @@ pub enum Format {
     Json,
     /// A Markdown summary (as written to a GitHub Actions job summary).
     Markdown,
+    /// Graphviz DOT of the record graph (`| dot -Tsvg > cache.svg`).
+    Dot,
 }
 
 #[derive(Args, Debug)]
@@ -180,6 +182,9 @@ pub struct InspectArgs {
     /// Print JSON on stdout (same as --format json).
     #[arg(long)]
     pub json: bool,
+    /// Write a self-contained HTML report (record graph, layer sizes and ages) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -262,6 +267,9 @@ pub struct DiffArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also write a self-contained HTML page of both caches (shared, only-A, only-B) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -160,9 +160,14 @@ async fn scan_sources(sources: &[Source], args: &CopyArgs) -> Result<usize, Erro
 pub async fn inspect(ctx: &Ctx<'_>, args: InspectArgs) -> Result<ExitCode, Error> {
     let (store, loaded) = open_loaded(ctx, &args.spec).await?;
     let summary = inspect::summarize(&store.location(), &loaded);
+    if let Some(path) = &args.html {
+        let page = bkcache_report::inspect_html(&summary, &loaded.cache, &Default::default());
+        output::write_report(path, &page, ctx.quiet)?;
+    }
     match (args.json, args.format) {
         (true, _) | (false, Format::Json) => output::summary(&summary, true)?,
         (false, Format::Text) => output::summary(&summary, false)?,
+        (false, Format::Dot) => say!("{}", bkcache_report::dot(&loaded.cache)),
         (false, Format::Markdown) => {
             say!("{}", summary::inspect(&summary));
             for w in &summary.warnings {
@@ -234,9 +239,15 @@ pub async fn prune(ctx: &Ctx<'_>, args: PruneArgs) -> Result<ExitCode, Error> {
 pub async fn diff(ctx: &Ctx<'_>, args: DiffArgs) -> Result<ExitCode, Error> {
     let mut caches = Vec::new();
     for s in [&args.a, &args.b] {
-        caches.push(open_loaded(ctx, s).await?.1.cache);
+        let (store, loaded) = open_loaded(ctx, s).await?;
+        caches.push((store.location(), loaded.cache));
     }
-    let report = lifecycle::diff(&caches[0], &caches[1]);
+    let report = lifecycle::diff(&caches[0].1, &caches[1].1);
+    if let Some(path) = &args.html {
+        let [(la, a), (lb, b)] = [&caches[0], &caches[1]];
+        let page = bkcache_report::diff_html((la, a), (lb, b), &report, &Default::default());
+        output::write_report(path, &page, ctx.quiet)?;
+    }
     output::diff_report(&report, args.json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use clap::Command;
 
 /// The crates this binary is built from, with their versions (each library exports `VERSION`).
-pub fn crate_versions() -> [(&'static str, &'static str); 7] {
+pub fn crate_versions() -> [(&'static str, &'static str); 8] {
     [
         ("bkcache-core", bkcache_core::VERSION),
         ("bkcache-local", bkcache_local::VERSION),
@@ -16,6 +16,7 @@ pub fn crate_versions() -> [(&'static str, &'static str); 7] {
         ("bkcache-azblob", bkcache_azblob::VERSION),
         ("bkcache-gha", bkcache_gha::VERSION),
         ("bkcache-serve", bkcache_serve::VERSION),
+        ("bkcache-report", bkcache_report::VERSION),
     ]
 }
 

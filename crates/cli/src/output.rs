@@ -374,3 +374,35 @@ pub fn scan_report(location: &str, r: &bkcache_core::scan::ScanReport, json: boo
     );
     Ok(())
 }
+
+/// Write a report page whole or not at all (a temporary file in the same directory, renamed),
+/// then say where it is on stderr.
+pub fn write_report(path: &std::path::Path, page: &str, quiet: bool) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let fail = |operation: &str, e: std::io::Error| Error::io(path.display().to_string(), operation, e);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail("creating the report next to it", e))?;
+    tmp.write_all(page.as_bytes())
+        .map_err(|e| fail("writing the report", e))?;
+    // A temporary file is private (0600); a report is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(0o644);
+        tmp.as_file()
+            .set_permissions(mode)
+            .map_err(|e| fail("making the report readable", e))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| fail("renaming the report into place", e.error))?;
+    if !quiet {
+        eprintln!(
+            "wrote {} ({})",
+            path.display(),
+            bkcache_core::inspect::human_bytes(page.len() as u64)
+        );
+    }
+    Ok(())
+}
