@@ -15,14 +15,11 @@
 //! plus the common export options of [`bkcache_core::factory`] (`mode`, `oci-mediatypes`,
 //! `image-manifest`, `compression*`, `ignore-error`).
 //!
-//! Writes are crash-safe: a blob streams into `ingest/` and is verified (digest and size)
-//! while it is written (up to 16 writers at once). At commit every written blob is made durable
-//! in one pass (their fsyncs run together on 8 threads, so the file system groups them into a
-//! few journal commits, as `cp -r && sync` does, instead of one per blob) and only then renamed
-//! into `blobs/sha256/`; the blob directories are fsynced once, then `index.json` is replaced by
-//! rename under an exclusive `flock` on `index.json.lock` (the lock BuildKit takes), after every
-//! blob it names. A blob written but not yet committed is visible to the store that wrote it
-//! (`blob_size`, `open_blob`), and a long-lived store settles on its own past 2 GiB or 16k blobs.
+//! Writes are crash-safe: a blob is written to `ingest/`, fsynced, verified (digest and size)
+//! and only then renamed into `blobs/sha256/` (the fsync and rename finish in the background,
+//! up to 16 writers at once, while the next blobs stream); at commit the store waits for them,
+//! fsyncs the blob directories once, then `index.json` is replaced by rename under an exclusive `flock` on
+//! `index.json.lock` (the lock BuildKit takes), after every blob it names.
 //! A `kill -9` at any point leaves `index.json` either as it was or complete.
 //!
 //! ## Example: copy a cache with this crate alone
@@ -59,7 +56,6 @@
 
 mod error;
 mod layout;
-mod pending;
 mod store;
 
 pub use error::LocalError;

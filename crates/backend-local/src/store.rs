@@ -19,7 +19,6 @@ use std::io::{Read, Seek, Write};
 
 use crate::error::LocalError;
 use crate::layout::{self, blob_path, io_err};
-use crate::pending::{Finishing, TempGuard, Written};
 
 /// Largest manifest or config this store reads into memory (BuildKit stops at 1 MiB; real
 /// `mode=max` configs exceed that, so we accept more and warn).
@@ -141,6 +140,49 @@ pub struct LocalStore {
     finishing: std::sync::Arc<Finishing>,
 }
 
+/// Blob writers that got their whole verified stream and are finishing (write out, fsync,
+/// rename into place) while the next transfers run: fsyncs overlap instead of queueing one
+/// transfer slot each. `commit` waits for all of them before the index names a blob.
+#[derive(Debug)]
+struct Finishing {
+    /// Writers alive at once (transferring or finishing); each holds at most
+    /// `CHANNEL_DEPTH` chunks.
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    /// An async lock, held while waiting: a second waiter returns only after the first's
+    /// writers are done.
+    tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
+}
+
+/// Blob writers alive at once per store.
+const WRITERS: usize = 16;
+
+impl Default for Finishing {
+    fn default() -> Self {
+        Finishing {
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(WRITERS)),
+            tasks: tokio::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Finishing {
+    /// Wait for every finishing writer; the first failure is the answer.
+    async fn wait(&self) -> Result<()> {
+        let mut tasks = self.tasks.lock().await;
+        let mut first = Ok(());
+        for t in tasks.drain(..) {
+            let r = t
+                .await
+                .map_err(|e| Error::io("local store", "blob writer task", std::io::Error::other(e)))
+                .and_then(|r| r);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
 impl LocalStore {
     /// A store at `root`, tag `latest`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -174,28 +216,6 @@ impl LocalStore {
     /// The directory.
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// Open a blob in place or, written and not yet settled, its scratch file.
-    fn open_visible(&self, digest: &Digest) -> Result<Option<(std::fs::File, PathBuf)>> {
-        let path = blob_path(&self.root, digest);
-        for _ in 0..2 {
-            match std::fs::File::open(&path) {
-                Ok(f) => return Ok(Some((f, path))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&path, "open", e)),
-            }
-            let Some((_, scratch)) = self.finishing.written_path(digest) else {
-                return Ok(None);
-            };
-            match std::fs::File::open(&scratch) {
-                Ok(f) => return Ok(Some((f, scratch))),
-                // Settled in between: it is in place now.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&scratch, "open", e)),
-            }
-        }
-        Ok(None)
     }
 
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(PathBuf) -> Result<T> + Send + 'static) -> Result<T> {
@@ -331,11 +351,8 @@ impl CacheStore for LocalStore {
     }
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        // A blob handed to a writer is visible once the writer wrote it (settled or not).
+        // A blob handed to a finishing writer is visible once that writer is done.
         self.finishing.wait().await?;
-        if let Some((size, _)) = self.finishing.written_path(digest) {
-            return Ok(Some(size));
-        }
         let path = blob_path(&self.root, digest);
         match tokio::fs::metadata(&path).await {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
@@ -348,11 +365,16 @@ impl CacheStore for LocalStore {
     async fn open_blob(&self, desc: &Descriptor, offset: u64) -> Result<BlobStream> {
         // One blocking reader per open blob, feeding a small bounded channel: file I/O never
         // blocks the async workers, and at most CHANNEL_DEPTH chunks are buffered.
-        let Some((mut file, path)) = self.open_visible(&desc.digest)? else {
-            return Err(Error::BlobNotFound {
-                digest: desc.digest.clone(),
-                location: self.location(),
-            });
+        let path = blob_path(&self.root, &desc.digest);
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::BlobNotFound {
+                    digest: desc.digest.clone(),
+                    location: self.location(),
+                })
+            }
+            Err(e) => return Err(io_err(&path, "open", e)),
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(CHANNEL_DEPTH);
         tokio::task::spawn_blocking(move || {
@@ -401,13 +423,12 @@ impl CacheStore for LocalStore {
             .acquire_owned()
             .await
             .map_err(|e| Error::io(self.location(), "blob writer slot", std::io::Error::other(e)))?;
-        // The blocking writer records the scratch file as written only when told the stream
+        // The blocking writer only renames the scratch file into place when told the stream
         // ended verified (`Write::Commit`); a closed channel without it means abort.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteMsg>(CHANNEL_DEPTH);
-        let (finishing, digest, size) = (self.finishing.clone(), desc.digest.clone(), desc.size);
         let writer = tokio::task::spawn_blocking(move || -> Result<()> {
             let _slot = slot;
-            let scratch = TempGuard::new(tmp.clone());
+            let guard = TempGuard(Some(tmp.clone()));
             let mut file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, "create", e))?;
             loop {
                 match rx.blocking_recv() {
@@ -416,14 +437,18 @@ impl CacheStore for LocalStore {
                     None => return Ok(()), // aborted: the guard removes the scratch file
                 }
             }
+            file.sync_all().map_err(|e| io_err(&tmp, "fsync", e))?;
+            drop(file);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                file.set_permissions(std::fs::Permissions::from_mode(0o444))
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))
                     .map_err(|e| io_err(&tmp, "chmod", e))?;
             }
-            // Durable and in place at the next settle (commit), with every other blob.
-            finishing.add(digest, Written::new(scratch, final_path, size));
+            std::fs::rename(&tmp, &final_path).map_err(|e| io_err(&final_path, "rename into place", e))?;
+            guard.disarm();
+            // The directory entry is made durable once, at commit, before the index names it
+            // (one directory fsync per export instead of one per blob).
             Ok(())
         });
         let fed: Result<bool> = async {
@@ -437,13 +462,19 @@ impl CacheStore for LocalStore {
         .await;
         drop(tx);
         if let Ok(true) = fed {
-            // Verified and handed over: the writer finishes in the background; `commit`
-            // settles it. Earlier writers that already failed are reported now.
-            self.finishing.push(writer).await?;
-            if self.finishing.over_limit() {
-                self.finishing.settle().await?;
-            }
-            return Ok(());
+            // Verified and handed over: the writer finishes (fsync, rename) in the background;
+            // `commit` waits for it. Earlier writers that already failed are reported now.
+            let done = {
+                let mut tasks = self.finishing.tasks.lock().await;
+                tasks.push(writer);
+                tasks.iter().position(|t| t.is_finished()).map(|i| tasks.swap_remove(i))
+            };
+            return match done {
+                Some(t) => t
+                    .await
+                    .map_err(|e| Error::io(self.location(), "blob writer task", std::io::Error::other(e)))?,
+                None => Ok(()),
+            };
         }
         let written = writer
             .await
@@ -460,11 +491,10 @@ impl CacheStore for LocalStore {
                 warnings: vec!["skipping cache export for empty result (as BuildKit does)".into()],
             });
         }
-        // Every layer blob written before the config and manifest name them, and every blob
-        // durable and in place (one settle) before the index names the manifest.
+        // Every layer blob written and durable before the config and manifest name them.
         self.finishing.wait().await?;
         let encoded = write_manifest_blobs(self, cache, options).await?;
-        self.finishing.settle().await?;
+        self.finishing.wait().await?;
         let manifest = encoded.manifest.clone();
         let tag = self.tag.clone();
         let reset = self.reset;
@@ -546,8 +576,8 @@ impl bkcache_core::BlobGc for LocalStore {
     }
 
     async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
-        // Blobs put by this store are listed once they are in place.
-        self.finishing.settle().await?;
+        // Blobs put by this store are visible once their background rename is done.
+        self.finishing.wait().await?;
         let dir = self.root.join("blobs/sha256");
         self.blocking(move |_| {
             let mut out = Vec::new();
@@ -580,12 +610,28 @@ impl bkcache_core::BlobGc for LocalStore {
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<()> {
-        self.finishing.settle().await?;
+        self.finishing.wait().await?;
         let path = blob_path(&self.root, digest);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(&path, "delete", e)),
+        }
+    }
+}
+
+struct TempGuard(Option<PathBuf>);
+
+impl TempGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
         }
     }
 }
