@@ -208,21 +208,7 @@ fn dot_has_a_node_per_record_and_an_edge_per_input() {
 
 /// A generated cache of `blobs` blobs (one record each), its `inspect --html` page.
 fn generated_page(tmp: &Path, blobs: u32) -> String {
-    let dir = tmp.join(format!("g{blobs}"));
-    let (n, bytes) = (blobs.to_string(), (u64::from(blobs) * 1024).to_string());
-    bkcache(&[
-        "debug",
-        "generate",
-        "-q",
-        "--realistic",
-        "--to",
-        &dest(&dir, ""),
-        "--blobs",
-        &n,
-        "--bytes",
-        &bytes,
-    ])
-    .ok();
+    let dir = generate_small(tmp, blobs);
     let page = tmp.join(format!("g{blobs}.html"));
     bkcache(&["inspect", &src(&dir), "--html", page.to_str().unwrap()]).ok();
     std::fs::read_to_string(&page).unwrap()

@@ -31,26 +31,7 @@ fn best_of_three(args: &[&str]) -> Duration {
 fn prune_inspect_and_diff_grow_no_faster_than_n_log_n() {
     let tmp = tempfile::tempdir().unwrap();
     let sizes = [2_000u32, 16_000];
-    let specs: Vec<String> = sizes
-        .iter()
-        .map(|&n| {
-            let dir = tmp.path().join(format!("c{n}"));
-            bkcache(&[
-                "debug",
-                "generate",
-                "-q",
-                "--realistic",
-                "--to",
-                &dest(&dir, ""),
-                "--blobs",
-                &n.to_string(),
-                "--bytes",
-                &(u64::from(n) * 1024).to_string(),
-            ])
-            .ok();
-            src(&dir)
-        })
-        .collect();
+    let specs: Vec<String> = sizes.iter().map(|&n| src(&generate_small(tmp.path(), n))).collect();
     let mut table = Vec::new();
     for (what, args) in [
         (
@@ -120,31 +101,11 @@ fn document_bytes(dir: &Path) -> u64 {
     summary["manifest"]["size"].as_u64().unwrap() + summary["config"]["size"].as_u64().unwrap()
 }
 
-fn generated(root: &Path, blobs: u32) -> PathBuf {
-    let dir = root.join(format!("c{blobs}"));
-    let (n, bytes) = (blobs.to_string(), (u64::from(blobs) * 1024).to_string());
-    let to = dest(&dir, "");
-    bkcache(&[
-        "debug",
-        "generate",
-        "-q",
-        "--realistic",
-        "--to",
-        &to,
-        "--blobs",
-        &n,
-        "--bytes",
-        &bytes,
-    ])
-    .ok();
-    dir
-}
-
 #[test]
 fn memory_grows_with_the_documents_not_with_a_copy_per_layer() {
     let tmp = tempfile::tempdir().unwrap();
     let sizes = [2_000u32, 16_000];
-    let dirs: Vec<PathBuf> = sizes.iter().map(|&n| generated(tmp.path(), n)).collect();
+    let dirs: Vec<PathBuf> = sizes.iter().map(|&n| generate_small(tmp.path(), n)).collect();
     let grown_docs = (document_bytes(&dirs[1]) - document_bytes(&dirs[0])) as f64;
     let mut table = Vec::new();
     // Before the compact load, inspect held 10x its documents and a copy 10.5x.

@@ -254,3 +254,24 @@ pub fn generate(dir: &Path, blobs: u32, bytes: u64) {
     ])
     .ok();
 }
+
+/// `root/c<blobs>`: a generated realistic local cache of `blobs` blobs of 1 KiB on average (one
+/// record each): the graph is big, the bytes small.
+pub fn generate_small(root: &Path, blobs: u32) -> PathBuf {
+    let dir = root.join(format!("c{blobs}"));
+    let (n, bytes) = (blobs.to_string(), (u64::from(blobs) * 1024).to_string());
+    bkcache(&[
+        "debug",
+        "generate",
+        "-q",
+        "--realistic",
+        "--to",
+        &dest(&dir, ""),
+        "--blobs",
+        &n,
+        "--bytes",
+        &bytes,
+    ])
+    .ok();
+    dir
+}
