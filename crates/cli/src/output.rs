@@ -398,11 +398,7 @@ pub fn write_report(path: &std::path::Path, page: &str, quiet: bool) -> Result<(
     tmp.persist(path)
         .map_err(|e| fail("renaming the report into place", e.error))?;
     if !quiet {
-        eprintln!(
-            "wrote {} ({})",
-            path.display(),
-            bkcache_core::inspect::human_bytes(page.len() as u64)
-        );
+        eprintln!("wrote {} ({})", path.display(), human(page.len() as u64));
     }
     Ok(())
 }

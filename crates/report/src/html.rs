@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use bkcache_core::Digest;
+
 /// Escape text for HTML and SVG content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -92,11 +94,9 @@ pub fn facts(rows: &[(&str, String)]) -> String {
     out
 }
 
-/// A `sha256:…` digest shown short, the whole of it on hover.
-pub fn short_digest(d: &str) -> String {
-    let short = d.strip_prefix("sha256:").unwrap_or(d);
-    let short = short.get(..12).unwrap_or(short);
-    format!("<code title=\"{}\">{}</code>", esc(d), esc(short))
+/// A digest shown short ([`Digest::short`]), the whole of it on hover.
+pub fn short_digest(d: &Digest) -> String {
+    format!("<code title=\"{}\">{}</code>", esc(d.as_str()), esc(d.short()))
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub fn inspect_html(summary: &Summary, cache: &AbstractCache, options: &ReportOp
             "manifest",
             format!(
                 "{} · {} · {}",
-                short_digest(summary.manifest.digest.as_str()),
+                short_digest(&summary.manifest.digest),
                 esc(&summary.manifest.media_type),
                 human_bytes(summary.manifest.size)
             ),
@@ -51,7 +51,7 @@ pub fn inspect_html(summary: &Summary, cache: &AbstractCache, options: &ReportOp
     if let Some(c) = &summary.config {
         rows.push((
             "config",
-            format!("{} · {}", short_digest(c.digest.as_str()), human_bytes(c.size)),
+            format!("{} · {}", short_digest(&c.digest), human_bytes(c.size)),
         ));
     }
     rows.extend([
@@ -249,7 +249,7 @@ fn layer_sections(mut layers: Vec<LayerRow>, options: &ReportOptions) -> String 
             l.desc.size,
             created_secs(l.desc),
             l.used_by,
-            short_digest(l.desc.digest.as_str())
+            short_digest(&l.desc.digest)
         );
         if side_col {
             let _ = write!(
