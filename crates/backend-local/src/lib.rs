@@ -17,7 +17,9 @@
 //!
 //! Writes are crash-safe: a blob is written to `ingest/`, fsynced, verified (digest and size)
 //! and only then renamed into `blobs/sha256/` (the fsync and rename finish in the background,
-//! up to 16 writers at once, while the next blobs stream); at commit the store waits for them,
+//! up to 16 writers at once, while the next blobs stream). From another local directory the
+//! kernel copies the bytes (a reflink where the file system has them, else `copy_file_range`)
+//! and the store hashes the scratch file it wrote, so a copy still verifies every byte; at commit the store waits for them,
 //! fsyncs the blob directories once, then `index.json` is replaced by rename under an exclusive `flock` on
 //! `index.json.lock` (the lock BuildKit takes), after every blob it names.
 //! A `kill -9` at any point leaves `index.json` either as it was or complete.
@@ -55,8 +57,10 @@
 //! the `ingest/` scratch files of a killed run are removed by the next `reset=true`.
 
 mod error;
+mod file_io;
 mod layout;
 mod store;
+mod writer;
 
 pub use error::LocalError;
 pub use store::{LocalFactory, LocalStore};

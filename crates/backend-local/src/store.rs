@@ -8,17 +8,19 @@ use bkcache_core::descriptor::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use bkcache_core::factory::{required_attr, Applies, AttributeDoc};
 use bkcache_core::inline::load_image_caches;
 use bkcache_core::manifest::{TopLevel, BUILDKIT_MAX_BLOB};
-use bkcache_core::store::{read_small_blob, write_manifest_blobs, BlobEntry, Committed};
+use bkcache_core::store::{read_small_blob, write_manifest_blobs, BlobEntry, Committed, ServerSide};
 use bkcache_core::{
     AbstractCache, BackendFactory, BlobStream, CacheFormat, CacheSpec, CacheStore, Descriptor, Digest, Direction, Env,
     Error, ExportOptions, Family, GoTime, LoadedCache, MediaType, Result, VerifiedStream,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
-use std::io::{Read, Seek, Write};
+use std::io::Seek;
 
 use crate::error::LocalError;
+use crate::file_io;
 use crate::layout::{self, blob_path, io_err};
+use crate::writer::{self, Finishing, WriteMsg};
 
 /// Largest manifest or config this store reads into memory (BuildKit stops at 1 MiB; real
 /// `mode=max` configs exceed that, so we accept more and warn).
@@ -27,11 +29,8 @@ const MAX_DOCUMENT: u64 = 256 << 20;
 const CHUNK: usize = 256 << 10;
 /// Chunks buffered between a blocking file thread and the async side, per blob.
 const CHANNEL_DEPTH: usize = 4;
-
-enum WriteMsg {
-    Data(Bytes),
-    Commit,
-}
+/// [`ServerSide::service`] of every local store: two directories of one machine.
+const LOCAL_SERVICE: &str = "local";
 
 const ATTRIBUTES: &[AttributeDoc] = &[
     AttributeDoc {
@@ -140,49 +139,6 @@ pub struct LocalStore {
     finishing: std::sync::Arc<Finishing>,
 }
 
-/// Blob writers that got their whole verified stream and are finishing (write out, fsync,
-/// rename into place) while the next transfers run: fsyncs overlap instead of queueing one
-/// transfer slot each. `commit` waits for all of them before the index names a blob.
-#[derive(Debug)]
-struct Finishing {
-    /// Writers alive at once (transferring or finishing); each holds at most
-    /// `CHANNEL_DEPTH` chunks.
-    slots: std::sync::Arc<tokio::sync::Semaphore>,
-    /// An async lock, held while waiting: a second waiter returns only after the first's
-    /// writers are done.
-    tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
-}
-
-/// Blob writers alive at once per store.
-const WRITERS: usize = 16;
-
-impl Default for Finishing {
-    fn default() -> Self {
-        Finishing {
-            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(WRITERS)),
-            tasks: tokio::sync::Mutex::new(Vec::new()),
-        }
-    }
-}
-
-impl Finishing {
-    /// Wait for every finishing writer; the first failure is the answer.
-    async fn wait(&self) -> Result<()> {
-        let mut tasks = self.tasks.lock().await;
-        let mut first = Ok(());
-        for t in tasks.drain(..) {
-            let r = t
-                .await
-                .map_err(|e| Error::io("local store", "blob writer task", std::io::Error::other(e)))
-                .and_then(|r| r);
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        first
-    }
-}
-
 impl LocalStore {
     /// A store at `root`, tag `latest`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -216,6 +172,18 @@ impl LocalStore {
     /// The directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The scratch file and final path of a blob about to be written (directories created).
+    async fn scratch_for(&self, desc: &Descriptor) -> Result<(PathBuf, PathBuf)> {
+        let final_path = blob_path(&self.root, &desc.digest);
+        let ingest = self.root.join("ingest");
+        for dir in [final_path.parent().unwrap_or(&self.root), ingest.as_path()] {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| io_err(dir, "create directory", e))?;
+        }
+        Ok((layout::temp_path(&ingest, desc.digest.hex()), final_path))
     }
 
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(PathBuf) -> Result<T> + Send + 'static) -> Result<T> {
@@ -352,7 +320,7 @@ impl CacheStore for LocalStore {
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
         // A blob handed to a finishing writer is visible once that writer is done.
-        self.finishing.wait().await?;
+        self.finishing.wait(&self.location()).await?;
         let path = blob_path(&self.root, digest);
         match tokio::fs::metadata(&path).await {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
@@ -385,16 +353,13 @@ impl CacheStore for LocalStore {
                 }
             }
             loop {
-                let mut buf = BytesMut::zeroed(CHUNK);
-                match file.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                match file_io::read_chunk(&file, CHUNK) {
+                    Ok(buf) if buf.is_empty() => return,
+                    Ok(buf) => {
+                        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                             return; // the reader went away
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         let _ = tx.blocking_send(Err(io_err(&path, "read", e)));
                         return;
@@ -408,48 +373,18 @@ impl CacheStore for LocalStore {
     }
 
     async fn put_blob(&self, desc: &Descriptor, mut data: VerifiedStream) -> Result<()> {
-        let final_path = blob_path(&self.root, &desc.digest);
-        let ingest = self.root.join("ingest");
-        for dir in [final_path.parent().unwrap_or(&self.root), ingest.as_path()] {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| io_err(dir, "create directory", e))?;
-        }
-        let tmp = layout::temp_path(&ingest, desc.digest.hex());
-        let slot = self
-            .finishing
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| Error::io(self.location(), "blob writer slot", std::io::Error::other(e)))?;
-        // The blocking writer only renames the scratch file into place when told the stream
-        // ended verified (`Write::Commit`); a closed channel without it means abort.
+        let (tmp, final_path) = self.scratch_for(desc).await?;
+        let location = self.location();
+        let slot = self.finishing.slot(&location).await?;
+        // The blocking writer only settles the scratch file into place when told the stream
+        // ended verified (`WriteMsg::Commit`); a closed channel without it means abort.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteMsg>(CHANNEL_DEPTH);
         let writer = tokio::task::spawn_blocking(move || -> Result<()> {
             let _slot = slot;
-            let guard = TempGuard(Some(tmp.clone()));
-            let mut file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, "create", e))?;
-            loop {
-                match rx.blocking_recv() {
-                    Some(WriteMsg::Data(chunk)) => file.write_all(&chunk).map_err(|e| io_err(&tmp, "write", e))?,
-                    Some(WriteMsg::Commit) => break,
-                    None => return Ok(()), // aborted: the guard removes the scratch file
-                }
+            match writer::write_chunks(&mut rx, tmp)? {
+                Some(scratch) => scratch.settle(&final_path),
+                None => Ok(()), // aborted: the scratch file is gone
             }
-            file.sync_all().map_err(|e| io_err(&tmp, "fsync", e))?;
-            drop(file);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))
-                    .map_err(|e| io_err(&tmp, "chmod", e))?;
-            }
-            std::fs::rename(&tmp, &final_path).map_err(|e| io_err(&final_path, "rename into place", e))?;
-            guard.disarm();
-            // The directory entry is made durable once, at commit, before the index names it
-            // (one directory fsync per export instead of one per blob).
-            Ok(())
         });
         let fed: Result<bool> = async {
             while let Some(chunk) = data.next().await {
@@ -462,25 +397,45 @@ impl CacheStore for LocalStore {
         .await;
         drop(tx);
         if let Ok(true) = fed {
-            // Verified and handed over: the writer finishes (fsync, rename) in the background;
+            // Verified and handed over: the writer settles (fsync, rename) in the background;
             // `commit` waits for it. Earlier writers that already failed are reported now.
-            let done = {
-                let mut tasks = self.finishing.tasks.lock().await;
-                tasks.push(writer);
-                tasks.iter().position(|t| t.is_finished()).map(|i| tasks.swap_remove(i))
-            };
-            return match done {
-                Some(t) => t
-                    .await
-                    .map_err(|e| Error::io(self.location(), "blob writer task", std::io::Error::other(e)))?,
-                None => Ok(()),
-            };
+            return self.finishing.hand_over(writer, &location).await;
         }
         let written = writer
             .await
-            .map_err(|e| Error::io(self.location(), "blob writer task", std::io::Error::other(e)))?;
+            .map_err(|e| Error::io(&location, "blob writer task", std::io::Error::other(e)))?;
         fed?;
         written
+    }
+
+    fn server_side(&self) -> Option<ServerSide> {
+        // A path that is not UTF-8 has no faithful name here: such a store streams.
+        Some(ServerSide {
+            service: LOCAL_SERVICE.into(),
+            namespace: self.root.to_str()?.to_owned(),
+        })
+    }
+
+    async fn copy_from(&self, desc: &Descriptor, source: &ServerSide) -> Result<bool> {
+        // Another local directory: the kernel copies (or reflinks) and we hash what it wrote.
+        if source.service != LOCAL_SERVICE || Some(source.namespace.as_str()) == self.root.to_str() {
+            return Ok(false);
+        }
+        let src = blob_path(Path::new(&source.namespace), &desc.digest);
+        let (tmp, final_path) = self.scratch_for(desc).await?;
+        let location = self.location();
+        let slot = self.finishing.slot(&location).await?;
+        let want = desc.clone();
+        let copied = tokio::task::spawn_blocking(move || writer::copy_verified(&src, tmp, &want))
+            .await
+            .map_err(|e| Error::io(&location, "blob copy task", std::io::Error::other(e)))??;
+        let Some(scratch) = copied else { return Ok(false) };
+        let settling = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            scratch.settle(&final_path)
+        });
+        self.finishing.hand_over(settling, &location).await?;
+        Ok(true)
     }
 
     async fn commit(&self, cache: &AbstractCache, options: &ExportOptions) -> Result<Committed> {
@@ -492,9 +447,9 @@ impl CacheStore for LocalStore {
             });
         }
         // Every layer blob written and durable before the config and manifest name them.
-        self.finishing.wait().await?;
+        self.finishing.wait(&self.location()).await?;
         let encoded = write_manifest_blobs(self, cache, options).await?;
-        self.finishing.wait().await?;
+        self.finishing.wait(&self.location()).await?;
         let manifest = encoded.manifest.clone();
         let tag = self.tag.clone();
         let reset = self.reset;
@@ -577,7 +532,7 @@ impl bkcache_core::BlobGc for LocalStore {
 
     async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
         // Blobs put by this store are visible once their background rename is done.
-        self.finishing.wait().await?;
+        self.finishing.wait(&self.location()).await?;
         let dir = self.root.join("blobs/sha256");
         self.blocking(move |_| {
             let mut out = Vec::new();
@@ -610,28 +565,12 @@ impl bkcache_core::BlobGc for LocalStore {
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<()> {
-        self.finishing.wait().await?;
+        self.finishing.wait(&self.location()).await?;
         let path = blob_path(&self.root, digest);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(&path, "delete", e)),
-        }
-    }
-}
-
-struct TempGuard(Option<PathBuf>);
-
-impl TempGuard {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
         }
     }
 }

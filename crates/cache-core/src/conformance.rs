@@ -215,7 +215,8 @@ macro_rules! conformance_tests {
             blob_round_trip, empty_blob, large_blob_streamed, wrong_digest_refused_and_invisible,
             blob_sizes_of_a_mix, absent_location_is_no_cache, commit_then_load, second_commit_replaces,
             concurrent_commits_never_mix, unchanged_only_for_the_committed_cache, tags_listed_and_removed, references_and_blob_gc,
-            write_time_is_the_commit, transient_errors_classified, no_secret_in_debug_or_errors);
+            write_time_is_the_commit, transient_errors_classified, no_secret_in_debug_or_errors,
+            server_side_copy_between_locations);
     };
     (@groups $fixture:expr; $($group:ident),*) => {
         /// Every group has its test here.

@@ -135,6 +135,11 @@ pub(super) const ALL: &[Group] = &[
         needs: None,
         run: no_secrets,
     },
+    Group {
+        name: "server_side_copy_between_locations",
+        needs: None,
+        run: server_side_copy,
+    },
 ];
 
 /// `Err(message)` unless `cond`.
@@ -607,6 +612,56 @@ fn no_secrets(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
                 );
             }
         }
+        Ok(())
+    })
+}
+
+/// A store that says where it lives may be asked to copy a blob from another location of the
+/// same service: it either copies it (then it reads back whole) or says no (then nothing is
+/// visible). An origin of another service, and a blob the origin lacks, are a plain no or a
+/// clear error, never a visible blob.
+fn server_side_copy(f: &dyn Fixture) -> BoxFuture<'_, Outcome> {
+    Box::pin(async move {
+        let (_, origin) = fresh(f, "origin").await?;
+        let (_, target) = fresh(f, "target").await?;
+        let (d, b) = layer(42, 150_000);
+        let foreign = crate::store::ServerSide {
+            service: "conformance-suite:nowhere".into(),
+            namespace: "none".into(),
+        };
+        let copied = target
+            .copy_from(&d, &foreign)
+            .await
+            .map_err(err("copy_from another service"))?;
+        check!(!copied, "copy_from an origin of another service said it copied");
+        let Some(from) = origin.server_side() else {
+            return Ok(()); // no server-side copies: the engine streams every blob
+        };
+        let (absent, _) = layer(43, 1000);
+        if let Ok(true) = target.copy_from(&absent, &from).await {
+            return Err("copy_from said it copied a blob the origin does not have".into());
+        }
+        let size = target.blob_size(&absent.digest).await.map_err(err("blob_size"))?;
+        check!(
+            size.is_none(),
+            "a blob the origin lacks is visible after copy_from: {size:?}"
+        );
+        put(origin.as_ref(), &d, &b).await?;
+        let copied = target.copy_from(&d, &from).await.map_err(err("copy_from"))?;
+        let size = target.blob_size(&d.digest).await.map_err(err("blob_size"))?;
+        if !copied {
+            check!(size.is_none(), "copy_from said no, yet the blob is visible: {size:?}");
+            return Ok(());
+        }
+        check!(
+            size == Some(d.size),
+            "blob_size after copy_from: {size:?}, want {}",
+            d.size
+        );
+        check!(
+            read_all(target.as_ref(), &d, 0).await? == b,
+            "the blob copied server-side reads back different"
+        );
         Ok(())
     })
 }
