@@ -95,7 +95,10 @@ fn ci() -> Result {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     release::release_check(&[])?;
-    test()
+    test()?;
+    // The bench cannot rot: its quick run (64 MiB, each backend and peer once, the small scale
+    // rows) runs here. CI checks that it runs (and the 64 MiB RSS budget), not its speed.
+    bench::bench(&["--quick".to_owned()])
 }
 
 fn test() -> Result {

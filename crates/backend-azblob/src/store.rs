@@ -307,14 +307,23 @@ impl AzblobStore {
         let mut listing = self.store.list(prefix.as_ref());
         let mut out = Vec::new();
         let mut read = 0usize;
+        // A listing answered (even an empty one) proves the container exists: the commit then
+        // skips its container check (a no-change re-export is one listing and one config PUT).
+        let mut container = true;
         while let Some(item) = listing.next().await {
             read += 1;
             if read > limit {
+                if item.is_ok() {
+                    let _ = self.container_ready.set(());
+                }
                 return Ok((out, false));
             }
             let meta = match item {
                 Ok(m) => m,
-                Err(object_store::Error::NotFound { .. }) => break, // no container: no blobs
+                Err(object_store::Error::NotFound { .. }) => {
+                    container = false; // no container: no blobs
+                    break;
+                }
                 Err(e) => return Err(self.store_err(&format!("list {dir}"), e)),
             };
             let name = meta.location.as_ref();
@@ -335,6 +344,9 @@ impl AzblobStore {
                 size: meta.size,
                 modified: Some(GoTime::from_unix(t.timestamp(), t.timestamp_subsec_nanos())),
             });
+        }
+        if container {
+            let _ = self.container_ready.set(());
         }
         Ok((out, true))
     }

@@ -788,7 +788,7 @@ fn sas_tokens_work_and_never_show() {
 }
 
 /// A no-change re-export asks Azure with one listing of the blobs directory, not a HEAD per
-/// blob, and uploads no blob.
+/// blob, and uploads no blob: two requests in all.
 #[test]
 fn no_change_reexport_lists_once_and_uploads_no_blob() {
     let Some(az) = azurite() else {
@@ -853,4 +853,6 @@ fn no_change_reexport_lists_once_and_uploads_no_blob() {
         .map(|e| e.path.clone())
         .collect();
     assert_eq!(writes.len(), 1, "only the config under the name: {writes:?}");
+    // The listing proves the container exists: no container check on top (2 requests in all).
+    assert_eq!(log.len(), 2, "one listing and one config PUT: {log:?}");
 }
