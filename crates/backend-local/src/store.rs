@@ -142,12 +142,13 @@ pub struct LocalStore {
 impl LocalStore {
     /// A store at `root`, tag `latest`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
         LocalStore {
-            root: root.into(),
+            finishing: std::sync::Arc::new(Finishing::new(&root)),
+            root,
             tag: "latest".into(),
             digest: None,
             reset: false,
-            finishing: Default::default(),
         }
     }
 
@@ -320,7 +321,7 @@ impl CacheStore for LocalStore {
 
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
         // A blob handed to a finishing writer is visible once that writer is done.
-        self.finishing.wait(&self.location()).await?;
+        self.finishing.wait().await?;
         let path = blob_path(&self.root, digest);
         match tokio::fs::metadata(&path).await {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
@@ -375,7 +376,7 @@ impl CacheStore for LocalStore {
     async fn put_blob(&self, desc: &Descriptor, mut data: VerifiedStream) -> Result<()> {
         let (tmp, final_path) = self.scratch_for(desc).await?;
         let location = self.location();
-        let slot = self.finishing.slot(&location).await?;
+        let slot = self.finishing.slot().await?;
         // The blocking writer only settles the scratch file into place when told the stream
         // ended verified (`WriteMsg::Commit`); a closed channel without it means abort.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteMsg>(CHANNEL_DEPTH);
@@ -399,7 +400,7 @@ impl CacheStore for LocalStore {
         if let Ok(true) = fed {
             // Verified and handed over: the writer settles (fsync, rename) in the background;
             // `commit` waits for it. Earlier writers that already failed are reported now.
-            return self.finishing.hand_over(writer, &location).await;
+            return self.finishing.hand_over(writer).await;
         }
         let written = writer
             .await
@@ -424,7 +425,7 @@ impl CacheStore for LocalStore {
         let src = blob_path(Path::new(&source.namespace), &desc.digest);
         let (tmp, final_path) = self.scratch_for(desc).await?;
         let location = self.location();
-        let slot = self.finishing.slot(&location).await?;
+        let slot = self.finishing.slot().await?;
         let want = desc.clone();
         let copied = tokio::task::spawn_blocking(move || writer::copy_verified(&src, tmp, &want))
             .await
@@ -434,7 +435,7 @@ impl CacheStore for LocalStore {
             let _slot = slot;
             scratch.settle(&final_path)
         });
-        self.finishing.hand_over(settling, &location).await?;
+        self.finishing.hand_over(settling).await?;
         Ok(true)
     }
 
@@ -447,9 +448,9 @@ impl CacheStore for LocalStore {
             });
         }
         // Every layer blob written and durable before the config and manifest name them.
-        self.finishing.wait(&self.location()).await?;
+        self.finishing.wait().await?;
         let encoded = write_manifest_blobs(self, cache, options).await?;
-        self.finishing.wait(&self.location()).await?;
+        self.finishing.wait().await?;
         let manifest = encoded.manifest.clone();
         let tag = self.tag.clone();
         let reset = self.reset;
@@ -532,7 +533,7 @@ impl bkcache_core::BlobGc for LocalStore {
 
     async fn list_blobs(&self) -> Result<Vec<BlobEntry>> {
         // Blobs put by this store are visible once their background rename is done.
-        self.finishing.wait(&self.location()).await?;
+        self.finishing.wait().await?;
         let dir = self.root.join("blobs/sha256");
         self.blocking(move |_| {
             let mut out = Vec::new();
@@ -565,7 +566,7 @@ impl bkcache_core::BlobGc for LocalStore {
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<()> {
-        self.finishing.wait(&self.location()).await?;
+        self.finishing.wait().await?;
         let path = blob_path(&self.root, digest);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),

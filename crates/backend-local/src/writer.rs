@@ -37,15 +37,8 @@ pub(crate) struct Finishing {
     /// An async lock, held while waiting: a second waiter returns only after the first's
     /// writers are done.
     tasks: tokio::sync::Mutex<Vec<JoinHandle<Result<()>>>>,
-}
-
-impl Default for Finishing {
-    fn default() -> Self {
-        Finishing {
-            slots: Arc::new(Semaphore::new(WRITERS)),
-            tasks: tokio::sync::Mutex::new(Vec::new()),
-        }
-    }
+    /// The store's directory, for errors.
+    location: String,
 }
 
 fn task_error(location: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -53,35 +46,44 @@ fn task_error(location: &str, e: impl std::error::Error + Send + Sync + 'static)
 }
 
 impl Finishing {
+    /// The writers of the store at `root`.
+    pub(crate) fn new(root: &Path) -> Self {
+        Finishing {
+            slots: Arc::new(Semaphore::new(WRITERS)),
+            tasks: tokio::sync::Mutex::new(Vec::new()),
+            location: format!("local:{}", root.display()),
+        }
+    }
+
     /// A writer slot (waits while [`WRITERS`] are alive).
-    pub(crate) async fn slot(&self, location: &str) -> Result<OwnedSemaphorePermit> {
+    pub(crate) async fn slot(&self) -> Result<OwnedSemaphorePermit> {
         self.slots
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| task_error(location, e))
+            .map_err(|e| task_error(&self.location, e))
     }
 
     /// Hand over a writer that is settling; reports the outcome of one that already finished
     /// (so a failure shows at the next blob, not only at commit).
-    pub(crate) async fn hand_over(&self, writer: JoinHandle<Result<()>>, location: &str) -> Result<()> {
+    pub(crate) async fn hand_over(&self, writer: JoinHandle<Result<()>>) -> Result<()> {
         let done = {
             let mut tasks = self.tasks.lock().await;
             tasks.push(writer);
             tasks.iter().position(|t| t.is_finished()).map(|i| tasks.swap_remove(i))
         };
         match done {
-            Some(t) => t.await.map_err(|e| task_error(location, e))?,
+            Some(t) => t.await.map_err(|e| task_error(&self.location, e))?,
             None => Ok(()),
         }
     }
 
     /// Wait for every settling writer; the first failure is the answer.
-    pub(crate) async fn wait(&self, location: &str) -> Result<()> {
+    pub(crate) async fn wait(&self) -> Result<()> {
         let mut tasks = self.tasks.lock().await;
         let mut first = Ok(());
         for t in tasks.drain(..) {
-            let r = t.await.map_err(|e| task_error(location, e)).and_then(|r| r);
+            let r = t.await.map_err(|e| task_error(&self.location, e)).and_then(|r| r);
             if first.is_ok() {
                 first = r;
             }

@@ -129,10 +129,11 @@ impl CachePart {
 }
 
 /// Identifies a store's service and namespace for server-side copies (see
-/// [`CacheStore::copy_from`]).
+/// [`CacheStore::copy_from`]): a registry's repositories (a cross-repository mount), or two
+/// local directories (an in-kernel copy).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerSide {
-    /// The service, e.g. `registry:127.0.0.1:5000` (same string = same service).
+    /// The service, e.g. `registry:127.0.0.1:5000` or `local` (same string = same service).
     pub service: String,
     /// The namespace in that service, e.g. the repository.
     pub namespace: String,
