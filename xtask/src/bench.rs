@@ -988,8 +988,10 @@ fn report(
 const READING: &str = "
 ## Reading the results
 
-- **local -> local**: `cp -r` neither reads its data back nor makes it durable; bkcache hashes every
-  byte once (sha256, overlapped with the copy) and fsyncs every blob before the index names it.
+- **local -> local**: `cp -r` neither reads its data back nor makes it durable; bkcache has the
+  kernel copy each blob (`copy_file_range`, a reflink where the file system has them), hashes
+  what was written (sha256, 4 MiB at a time while its writeback starts) and fsyncs every blob
+  before the index names it.
   On this machine the hash alone is the CPU time given in the sha256 row, spread over 2 cores,
   which puts a verified copy of a page-cached cache above `cp -r`'s wall time whatever the I/O
   path; `cp -r && sync` is the durable peer. Both are bound by the disk's writeback, which varies
