@@ -655,38 +655,6 @@ fn parse(args: &[String]) -> Result<Options> {
     Ok(o)
 }
 
-fn peers_present(only: &[String]) -> Result {
-    let mut missing = Vec::new();
-    let need = |b: &str| only.iter().any(|o| o == b);
-    for (backend, program, arg, hint) in [
-        (
-            "registry",
-            "skopeo",
-            "--version",
-            "apt-get install skopeo docker-registry",
-        ),
-        ("s3", "aws", "--version", "pip install awscli"),
-        ("s3", "rclone", "version", "apt-get install rclone"),
-        ("azblob", "rclone", "version", "apt-get install rclone"),
-    ] {
-        if need(backend)
-            && Command::new(program)
-                .arg(arg)
-                .output()
-                .map(|o| !o.status.success())
-                .unwrap_or(true)
-        {
-            missing.push(format!("{program} ({hint})"));
-        }
-    }
-    missing.dedup();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("the benchmark's peers are missing: {}", missing.join(", ")))
-    }
-}
-
 /// First line a command prints, or "not found".
 fn version(program: &str, args: &[&str]) -> String {
     Command::new(program)
@@ -796,7 +764,6 @@ fn spread(src: &Path) -> String {
 pub fn bench(args: &[String]) -> Result {
     let opts = parse(args)?;
     peers::ensure(&opts.only)?;
-    peers_present(&opts.only)?;
     let bin = bkcache_bin(true)?;
     let work = target_dir().join("bench");
     let _ = std::fs::remove_dir_all(&work);

@@ -82,20 +82,37 @@ fn awscli_venv() -> Result<PathBuf> {
     Ok(venv.join("bin"))
 }
 
-/// Install the peers the chosen backends need and the machine lacks.
+/// Where a peer comes from.
+enum Source {
+    Apt(&'static str),
+    AwscliVenv,
+}
+
+/// Each peer: the backends that need it, the program and the argument that proves it runs.
+const PEERS: [(&[&str], &str, &str, Source); 3] = [
+    (&["registry"], "skopeo", "--version", Source::Apt("skopeo")),
+    (&["s3", "azblob"], "rclone", "version", Source::Apt("rclone")),
+    (&["s3"], "aws", "--version", Source::AwscliVenv),
+];
+
+/// Install the peers the chosen backends need and the machine lacks; fail naming any that
+/// still does not run.
 pub fn ensure(only: &[String]) -> Result {
-    let need = |b: &str| only.iter().any(|o| o == b);
-    let mut apt = Vec::new();
-    if need("registry") && !works("skopeo", "--version") {
-        apt.push("skopeo");
-    }
-    if (need("s3") || need("azblob")) && !works("rclone", "version") {
-        apt.push("rclone");
-    }
+    let needed = PEERS
+        .iter()
+        .filter(|(backends, ..)| backends.iter().any(|b| only.iter().any(|o| o == b)));
+    let missing: Vec<_> = needed.filter(|(_, program, arg, _)| !works(program, arg)).collect();
+    let apt: Vec<&str> = missing
+        .iter()
+        .filter_map(|(.., source)| match source {
+            Source::Apt(package) => Some(*package),
+            Source::AwscliVenv => None,
+        })
+        .collect();
     if !apt.is_empty() {
         apt_install(&apt)?;
     }
-    if need("s3") && !works("aws", "--version") {
+    if missing.iter().any(|(.., source)| matches!(source, Source::AwscliVenv)) {
         let bin = awscli_venv()?;
         let path = std::env::var_os("PATH").unwrap_or_default();
         let joined = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path)))
@@ -103,5 +120,17 @@ pub fn ensure(only: &[String]) -> Result {
         // Before any thread starts: every peer command the bench runs inherits it.
         std::env::set_var("PATH", joined);
     }
-    Ok(())
+    let still: Vec<&str> = missing
+        .iter()
+        .filter(|(_, program, arg, _)| !works(program, arg))
+        .map(|(_, program, ..)| *program)
+        .collect();
+    if still.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the benchmark's peers do not run after installing them: {}",
+            still.join(", ")
+        ))
+    }
 }

@@ -375,7 +375,6 @@ impl CacheStore for LocalStore {
 
     async fn put_blob(&self, desc: &Descriptor, mut data: VerifiedStream) -> Result<()> {
         let (tmp, final_path) = self.scratch_for(desc).await?;
-        let location = self.location();
         let slot = self.finishing.slot().await?;
         // The blocking writer only settles the scratch file into place when told the stream
         // ended verified (`WriteMsg::Commit`); a closed channel without it means abort.
@@ -402,9 +401,7 @@ impl CacheStore for LocalStore {
             // `commit` waits for it. Earlier writers that already failed are reported now.
             return self.finishing.hand_over(writer).await;
         }
-        let written = writer
-            .await
-            .map_err(|e| Error::io(&location, "blob writer task", std::io::Error::other(e)))?;
+        let written = writer.await.map_err(|e| self.finishing.task_failed(e))?;
         fed?;
         written
     }
@@ -424,12 +421,11 @@ impl CacheStore for LocalStore {
         }
         let src = blob_path(Path::new(&source.namespace), &desc.digest);
         let (tmp, final_path) = self.scratch_for(desc).await?;
-        let location = self.location();
         let slot = self.finishing.slot().await?;
         let want = desc.clone();
         let copied = tokio::task::spawn_blocking(move || writer::copy_verified(&src, tmp, &want))
             .await
-            .map_err(|e| Error::io(&location, "blob copy task", std::io::Error::other(e)))??;
+            .map_err(|e| self.finishing.task_failed(e))??;
         let Some(scratch) = copied else { return Ok(false) };
         let settling = tokio::task::spawn_blocking(move || {
             let _slot = slot;

@@ -55,6 +55,11 @@ impl Finishing {
         }
     }
 
+    /// The error of a writer task that panicked or was cancelled.
+    pub(crate) fn task_failed(&self, e: tokio::task::JoinError) -> Error {
+        task_error(&self.location, e)
+    }
+
     /// A writer slot (waits while [`WRITERS`] are alive).
     pub(crate) async fn slot(&self) -> Result<OwnedSemaphorePermit> {
         self.slots
@@ -180,31 +185,28 @@ pub(crate) fn copy_verified(src: &Path, tmp: PathBuf, desc: &Descriptor) -> Resu
         .create_new(true)
         .open(&tmp)
         .map_err(|e| io_err(&tmp, "create", e))?;
-    let cloned = rustix::fs::ioctl_ficlone(&file, &source).is_ok();
     let mut hasher = bkcache_core::digest::Hasher::new();
-    let mut buf = vec![0u8; file_io::HASH_BUFFER];
-    let mut done = 0u64;
-    loop {
-        let step = if cloned {
-            desc.size - done
-        } else {
-            match file_io::copy_step(&source, &file, done) {
+    // Small blobs get a small buffer (a 250k-blob cache is mostly 1 KiB blobs).
+    let mut buf = vec![0u8; (desc.size as usize).clamp(4096, file_io::HASH_BUFFER)];
+    let read_back = |e| io_err(&tmp, "read back", e);
+    if rustix::fs::ioctl_ficlone(&file, &source).is_ok() {
+        // A reflink shares the source's extents: nothing was written, hash it all.
+        file_io::hash_range(&file, 0, desc.size, &mut buf, &mut hasher).map_err(read_back)?;
+    } else {
+        let mut done = 0u64;
+        loop {
+            let step = match file_io::copy_step(&source, &file, done) {
+                Ok(0) => break,
                 Ok(n) => n,
                 Err(e) => {
                     tracing::debug!(path = %src.display(), error = %e, "kernel copy refused; streaming instead");
                     return Ok(None);
                 }
-            }
-        };
-        if step == 0 {
-            break;
+            };
+            file_io::hash_range(&file, done, step, &mut buf, &mut hasher).map_err(read_back)?;
+            file_io::start_writeback(&file, done, step);
+            done += step;
         }
-        file_io::hash_range(&file, done, step, &mut buf, &mut hasher).map_err(|e| io_err(&tmp, "read back", e))?;
-        done += step;
-        if cloned {
-            break;
-        }
-        file_io::start_writeback(&file, done - step, step);
     }
     let (digest, len) = hasher.finish();
     if digest != desc.digest || len != desc.size {
